@@ -1,0 +1,29 @@
+"""Layer Lab: navigation and the shared sidebar. Pages live in pages/, logic in core/."""
+import streamlit as st
+
+from pages.common import device_label, init_session, mnist
+
+st.set_page_config(page_title="Layer Lab", page_icon="🔬", layout="wide")
+init_session()
+
+PAGES = {
+    "Start": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "Networks": [
+        st.Page("pages/models.py", title="Models", icon="🧱"),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+    ],
+}
+nav = st.navigation(PAGES)
+
+with st.sidebar:
+    st.markdown("### 🔬 Layer Lab")
+    try:
+        st.caption(f"**Data:** {mnist().describe()}")
+    except Exception as err:  # DataError: shown as its sentence
+        st.error(str(err))
+    st.caption(f"**Device:** {device_label()}")
+    st.caption(f"**Workspace:** `{st.session_state.workspace}` — your runs are saved "
+               "under it; keep the page URL to find them again.")
+    st.query_params["ws"] = st.session_state.workspace
+
+nav.run()

@@ -1,0 +1,86 @@
+"""The preset networks: the seed take-home's four, keras.io's example, and our fast one.
+
+Each preset is a spec (exact layer stack, 'valid' padding, ReLU except the softmax
+output) plus the training recipe it was published with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import LayerLabError
+from core.recipe import Recipe
+from core.spec import ModelSpec
+
+
+def conv(filters: int, k: int = 3, **kw) -> dict:
+    return {"type": "Conv2D", "filters": filters, "kernel_size": k, **kw}
+
+
+def dense(units: int, activation: str = "relu", **kw) -> dict:
+    return {"type": "Dense", "units": units, "activation": activation, **kw}
+
+
+def pool(size: int = 2) -> dict:
+    return {"type": "MaxPooling2D", "pool_size": size}
+
+
+def dropout(rate: float) -> dict:
+    return {"type": "Dropout", "rate": rate}
+
+
+BN = {"type": "BatchNormalization"}
+FLAT = {"type": "Flatten"}
+OUT = dense(10, "softmax")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named network with its recipe and the figures it is known for."""
+
+    spec: ModelSpec
+    recipe: Recipe
+    expected_params: int
+    target_accuracy: float     # test accuracy the shipped weights must reach
+
+
+PRESETS: dict[str, Preset] = {
+    "warmup_mlp": Preset(
+        ModelSpec("warmup_mlp", [FLAT, dense(128), dense(64), dense(32), OUT],
+                  "The seed's warm-up MLP 784→128→64→32→10 (97.34% after 10 epochs)."),
+        Recipe(epochs=10, batch_size=32, validation_split=0.2),
+        111_146, 0.9684),
+    "bulky_cnn": Preset(
+        ModelSpec("bulky_cnn", [conv(32), BN, conv(32), BN, pool(), dropout(0.25),
+                                conv(64), BN, conv(64), BN, pool(), dropout(0.25),
+                                FLAT, dense(256), BN, dropout(0.5), OUT],
+                  "The seed's 'bulky' CNN: two conv blocks with batch normalisation."),
+        Recipe(epochs=10, batch_size=128, validation_split=0.1),
+        331_754, 0.993),
+    "small_cnn": Preset(
+        ModelSpec("small_cnn", [conv(16), pool(), dropout(0.25), conv(32), pool(),
+                                dropout(0.25), FLAT, dense(128), dropout(0.5), OUT],
+                  "The seed's 'small' CNN: 108,618 parameters, 99.27% test accuracy."),
+        Recipe(epochs=10, batch_size=128, validation_split=0.1),
+        108_618, 0.99),
+    "bonus_cnn": Preset(
+        ModelSpec("bonus_cnn", [conv(32), pool(), conv(64), pool(), conv(64), FLAT,
+                                dense(64), OUT],
+                  "The seed's bonus CNN (the classic TensorFlow tutorial stack)."),
+        Recipe(epochs=10, batch_size=128, validation_split=0.1),
+        93_322, 0.99),
+    "keras_example": Preset(
+        ModelSpec("keras_example", [conv(32), pool(), conv(64), pool(), FLAT,
+                                    dropout(0.5), OUT],
+                  "keras.io's 'Simple MNIST convnet'."),
+        Recipe(epochs=15, batch_size=128, validation_split=0.1),
+        34_826, 0.99),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a LayerLabError lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise LayerLabError(f"There is no preset called {name!r}. Choose one of: "
+                            f"{', '.join(PRESETS)}.") from None

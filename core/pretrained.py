@@ -1,0 +1,75 @@
+"""The shipped pretrained presets in ``cached_models/``: load them, or regenerate them.
+
+Each preset NAME has ``NAME.keras`` (weights only, no optimizer state) and ``NAME.json``
+(the run record: recipe, history, test metrics, confusion matrix, wall time, device).
+The app only reads this folder; ``python -m core pretrain NAME`` writes it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from core.errors import LayerLabError
+from core.runs import Run, atomic_save, atomic_write_bytes
+
+CACHED_DIR = Path(__file__).resolve().parents[1] / "cached_models"
+
+
+def available(folder: Path = CACHED_DIR) -> list[str]:
+    """Preset names that have both files, in the presets' order."""
+    from core.presets import PRESETS  # noqa: PLC0415
+
+    return [n for n in PRESETS if (folder / f"{n}.keras").is_file()
+            and (folder / f"{n}.json").is_file()]
+
+
+def load_record(name: str, folder: Path = CACHED_DIR) -> Run:
+    """The run record of a pretrained preset."""
+    path = folder / f"{name}.json"
+    try:
+        return Run.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise LayerLabError(f"The pretrained record {path.name} could not be read ({exc}). "
+                            f"Regenerate it with `python -m core pretrain {name}`.") from None
+
+
+def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
+    """The pretrained Keras model for a preset (safe_mode on, no compile)."""
+    import keras  # noqa: PLC0415
+
+    path = folder / f"{name}.keras"
+    if not path.is_file():
+        raise LayerLabError(f"No pretrained weights for {name!r}. Train it on the Train page "
+                            f"or run `python -m core pretrain {name}`.")
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def pretrain(name: str, out_dir: Path = CACHED_DIR,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train preset ``name`` on full MNIST with its recipe; write NAME.keras and NAME.json."""
+    from core.build import build_model  # noqa: PLC0415
+    from core.presets import get_preset  # noqa: PLC0415
+    from core.training import TrainingJob  # noqa: PLC0415
+
+    preset = get_preset(name)
+    job = TrainingJob(preset.spec, preset.recipe, name=name).start()
+    while job.alive or not job.events.empty():
+        job.join(timeout=1.0)
+        for event in job.drain():
+            if event["kind"] == "epoch":
+                log(f"{name} epoch {event['epoch']}: loss {event['loss']:.4f} acc "
+                    f"{event['accuracy']:.4f} val_acc {event.get('val_accuracy', 0):.4f} "
+                    f"({event['seconds']:.1f} s)")
+    run = job.run
+    if run.status != "finished":
+        raise LayerLabError(f"Pretraining {name} did not finish: {run.message}")
+    run.source = "pretrained"
+    run.id = name
+    clean = build_model(preset.spec)             # same weights, no optimizer state
+    clean.set_weights(job.model.get_weights())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save(out_dir / f"{name}.keras", lambda tmp: clean.save(tmp))
+    atomic_write_bytes(out_dir / f"{name}.json", json.dumps(run.to_dict(), indent=1).encode())
+    return {"test_accuracy": run.test_accuracy, "wall_time_s": run.wall_time_s,
+            "device": run.device}

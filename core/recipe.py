@@ -1,0 +1,84 @@
+"""A training recipe: optimizer, schedule, batch size, epochs, split, augmentation, seed."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from core.errors import SpecError
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "step", "one_cycle")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a spec. Validate with :meth:`check` before use."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    batch_size: int = 32
+    epochs: int = 10
+    validation_split: float = 0.1
+    augment: bool = False
+    train_subset: int | None = None     # None = all 60,000 training images
+    seed: int = 0
+    mixed_precision: bool = False       # only honoured on a GPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Recipe":
+        """Parse and check a recipe dict; unknown keys or bad values raise SpecError."""
+        if not isinstance(data, dict):
+            raise SpecError("A recipe must be an object such as {\"epochs\": 5}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"The recipe has unknown setting(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(known))}.")
+        recipe = cls(**data)
+        recipe.check()
+        return recipe
+
+    def replace(self, **changes: Any) -> "Recipe":
+        data = self.to_dict()
+        data.update(changes)
+        return Recipe.from_dict(data)
+
+    def check(self) -> "Recipe":
+        """Raise SpecError with one plain sentence for the first bad setting."""
+        def whole(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SpecError(f"The recipe's {name} must be a whole number, got {value!r}.")
+            if not low <= value <= high:
+                raise SpecError(f"The recipe's {name} is {value:,}; choose between "
+                                f"{low:,} and {high:,}.")
+
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"Unknown optimizer {self.optimizer!r}; choose one of "
+                            f"{', '.join(OPTIMIZERS)}.")
+        if self.schedule not in SCHEDULES:
+            raise SpecError(f"Unknown learning-rate schedule {self.schedule!r}; choose one "
+                            f"of {', '.join(SCHEDULES)}.")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+                or not 0 < lr <= 10:
+            raise SpecError(f"The learning rate must be a positive number up to 10 "
+                            f"(typical: 0.001), got {lr!r}.")
+        whole("batch_size", 1, 8192)
+        whole("epochs", 1, 200)
+        whole("seed", 0, 2**31 - 1)
+        vs = self.validation_split
+        if isinstance(vs, bool) or not isinstance(vs, (int, float)) or not math.isfinite(vs) \
+                or not 0 <= vs <= 0.5:
+            raise SpecError(f"The validation split must be between 0 and 0.5, got {vs!r}.")
+        if self.train_subset is not None:
+            whole("train_subset", 100, 60_000)
+        for flag in ("augment", "mixed_precision"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(f"The recipe's {flag} must be true or false.")
+        return self

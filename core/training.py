@@ -1,0 +1,483 @@
+"""Training engine: a spec + recipe trained in a background thread, reporting live.
+
+The worker thread never touches the UI. It puts plain dict events on a
+``queue.Queue``; :meth:`TrainingJob.drain` moves them into :class:`Progress`, which a
+page renders. Event kinds, in order: ``queued`` (with the queue position), ``started``,
+``batch`` (throttled), ``epoch`` (one per finished epoch), ``warning``, and exactly one
+final ``done`` (status finished | stopped | failed, with a message).
+
+A server-wide :data:`SCHEDULER` caps how many runs train at once (``LAYERLAB_MAX_RUNS``,
+default 2); the rest wait in a FIFO queue.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import LayerLabError
+from core.recipe import Recipe
+from core.runs import CHECKPOINT_FILE, Run, RunStore, new_run_id
+from core.spec import ModelSpec, infer_shapes
+
+BATCH_EVENT_INTERVAL_S = 0.2
+MAX_BATCH_POINTS = 2000
+
+
+def lr_at(recipe: Recipe, step: int, total_steps: int) -> float:
+    """Learning rate for ``step`` (0-based) of ``total_steps`` under the recipe's schedule.
+
+    constant: the base rate. step: ÷10 at 50% and again at 75% of training.
+    one_cycle: linear warm-up from base/25 to the base rate over the first 25%, then
+    cosine annealing down to base/1000.
+    """
+    base = float(recipe.learning_rate)
+    frac = step / max(total_steps, 1)
+    if recipe.schedule == "step":
+        return base * (0.01 if frac >= 0.75 else 0.1 if frac >= 0.5 else 1.0)
+    if recipe.schedule == "one_cycle":
+        warm = 0.25
+        if frac < warm:
+            return base / 25 + (base - base / 25) * frac / warm
+        t = (frac - warm) / (1 - warm)
+        low = base / 1000
+        return low + (base - low) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return base
+
+
+class Scheduler:
+    """A server-wide cap on concurrent runs with a visible FIFO queue."""
+
+    def __init__(self, max_active: int) -> None:
+        self.max_active = max(1, max_active)
+        self._cond = threading.Condition()
+        self._active: set[str] = set()
+        self._waiting: list[str] = []
+
+    def position(self, job_id: str) -> int | None:
+        """0 while training, 1.. while queued, None otherwise."""
+        with self._cond:
+            if job_id in self._active:
+                return 0
+            if job_id in self._waiting:
+                return self._waiting.index(job_id) + 1
+            return None
+
+    def acquire(self, job_id: str, stop: threading.Event,
+                on_wait=None) -> bool:
+        """Block until ``job_id`` may train; False if ``stop`` was set while queued."""
+        with self._cond:
+            self._waiting.append(job_id)
+            try:
+                while True:
+                    if self._waiting[0] == job_id and len(self._active) < self.max_active:
+                        self._active.add(job_id)
+                        return True
+                    if stop.is_set():
+                        return False
+                    if on_wait:
+                        on_wait(self._waiting.index(job_id) + 1)
+                    self._cond.wait(timeout=0.25)
+            finally:
+                self._waiting.remove(job_id)
+                self._cond.notify_all()
+
+    def release(self, job_id: str) -> None:
+        with self._cond:
+            self._active.discard(job_id)
+            self._cond.notify_all()
+
+    @property
+    def active(self) -> int:
+        with self._cond:
+            return len(self._active)
+
+
+SCHEDULER = Scheduler(int(os.environ.get("LAYERLAB_MAX_RUNS", "2") or 2))
+
+
+@dataclass
+class Progress:
+    """What a page shows about a job, folded from its events."""
+
+    state: str = "queued"            # queued | running | finished | stopped | failed
+    queue_position: int | None = None
+    epoch: int = 0                   # epochs completed (over the whole run, resumes too)
+    epochs_total: int = 0
+    step: int = 0                    # step within the current epoch
+    steps_per_epoch: int = 0
+    batches: list[dict[str, float]] = field(default_factory=list)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    images_per_s: float = 0.0
+    started_at: float | None = None
+    elapsed_s: float = 0.0
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    device: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """Share of this job's work done, 0..1."""
+        first = self.epochs_total - self._job_epochs if self._job_epochs else 0
+        done = (self.epoch - first) + (self.step / self.steps_per_epoch
+                                       if self.steps_per_epoch else 0.0)
+        return min(1.0, done / self._job_epochs) if self._job_epochs else 0.0
+
+    _job_epochs: int = 0
+
+    @property
+    def eta_s(self) -> float | None:
+        f = self.fraction
+        if self.state != "running" or f <= 0.01:
+            return None
+        return self.elapsed_s * (1 - f) / f
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("finished", "stopped", "failed")
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind == "queued":
+            self.state, self.queue_position = "queued", event["position"]
+        elif kind == "started":
+            self.state, self.queue_position = "running", 0
+            self.started_at = time.time()
+            self.epochs_total = event["epochs_total"]
+            self._job_epochs = event["epochs"]
+            self.epoch = event["first_epoch"]
+            self.steps_per_epoch = event["steps_per_epoch"]
+            self.device = event["device"]
+        elif kind == "batch":
+            self.step = event["step"]
+            self.elapsed_s = event["elapsed_s"]
+            self.batches.append(event)
+            if len(self.batches) > MAX_BATCH_POINTS:
+                del self.batches[::2]
+        elif kind == "epoch":
+            self.epoch = event["epoch"]
+            self.step = 0
+            self.elapsed_s = event["elapsed_s"]
+            self.images_per_s = event["images_per_s"]
+            self.epochs.append(event)
+        elif kind == "warning":
+            self.warnings.append(event["message"])
+        elif kind == "done":
+            self.state = event["status"]
+            self.message = event["message"]
+            self.queue_position = None
+
+
+@dataclass
+class TrainingData:
+    """Arrays for one run (float images with a channel axis, int labels)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def prepare_data(recipe: Recipe, test_limit: int | None = None) -> TrainingData:
+    """Full (or subset) MNIST, a stratified validation split, and the test set."""
+    from core.data import load_mnist, stratified_split, stratified_subset, to_float  # noqa
+
+    mnist = load_mnist()
+    idx = np.arange(len(mnist.y_train))
+    if recipe.train_subset:
+        idx = stratified_subset(mnist.y_train, recipe.train_subset, recipe.seed)
+    y = mnist.y_train[idx]
+    keep, held = stratified_split(y, recipe.validation_split, recipe.seed)
+    tidx = np.arange(len(mnist.y_test)) if not test_limit else \
+        stratified_subset(mnist.y_test, test_limit, 0)
+    return TrainingData(to_float(mnist.x_train[idx[keep]]), y[keep].astype(np.int32),
+                        to_float(mnist.x_train[idx[held]]), y[held].astype(np.int32),
+                        to_float(mnist.x_test[tidx]), mnist.y_test[tidx].astype(np.int32))
+
+
+def make_optimizer(recipe: Recipe):
+    """The recipe's optimizer with a plain (assignable) learning rate."""
+    import keras  # noqa: PLC0415
+
+    lr = lr_at(recipe, 0, 1)
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    if recipe.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    return keras.optimizers.Adam(lr)
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, recipe: Recipe):
+    """A shuffled, batched, prefetched tf.data pipeline; light augmentation if asked."""
+    import keras  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(recipe.batch_size)
+    if recipe.augment:
+        aug = keras.Sequential([
+            keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=recipe.seed),
+            keras.layers.RandomRotation(10 / 360, fill_mode="constant", seed=recipe.seed),
+        ], name="augment")
+        ds = ds.map(lambda a, b: (aug(a, training=True), b),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model, recipe: Recipe, optimizer=None) -> None:
+    model.compile(optimizer=optimizer or make_optimizer(recipe),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+class _Stop(Exception):
+    """Raised inside the worker when a stop was asked while queued."""
+
+
+class TrainingJob:
+    """One run trained in a background thread. Create, :meth:`start`, :meth:`drain`."""
+
+    def __init__(self, spec: ModelSpec, recipe: Recipe, *, name: str | None = None,
+                 workspace: str = "", store: RunStore | None = None,
+                 resume: Run | None = None, model: Any = None,
+                 data: TrainingData | None = None, test_limit: int | None = None,
+                 scheduler: Scheduler | None = None) -> None:
+        infer_shapes(spec)        # raises SpecError before any thread starts
+        recipe.check()
+        self.spec, self.recipe = spec, recipe
+        self.store = store
+        self.scheduler = scheduler or SCHEDULER
+        self.data, self.test_limit = data, test_limit
+        self.model = model                 # set for resume-in-memory; the result after
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.progress = Progress()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if resume is not None:
+            self.run = Run.from_dict(resume.to_dict())
+            self.run.recipe = recipe.to_dict()
+        else:
+            self.run = Run(id=new_run_id(), name=name or spec.name, spec=spec.to_dict(),
+                           recipe=recipe.to_dict(), workspace=workspace)
+        self.id = self.run.id + "-" + str(id(self))
+
+    # -- control, called from the UI thread ------------------------------------------
+    def start(self) -> "TrainingJob":
+        if self._thread is not None:
+            raise LayerLabError("This run has already been started.")
+        self._thread = threading.Thread(target=self._work, name=f"train-{self.run.id}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop; honoured after the current batch."""
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Move every pending event into :attr:`progress`; return them in order."""
+        out = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self.progress.apply(event)
+            out.append(event)
+        if self.progress.state == "queued":
+            pos = self.scheduler.position(self.id)
+            if pos:
+                self.progress.queue_position = pos
+        return out
+
+    # -- worker thread ---------------------------------------------------------------
+    def _emit(self, kind: str, **payload: Any) -> None:
+        self.events.put({"kind": kind, **payload})
+
+    def _work(self) -> None:
+        acquired = False
+        status, message = "failed", ""
+        t0 = time.perf_counter()
+        try:
+            last_pos = [None]
+
+            def on_wait(pos: int) -> None:
+                if pos != last_pos[0]:
+                    last_pos[0] = pos
+                    self._emit("queued", position=pos)
+
+            acquired = self.scheduler.acquire(self.id, self._stop, on_wait)
+            if not acquired:
+                raise _Stop()
+            t0 = time.perf_counter()
+            status, message = self._train(t0)
+        except _Stop:
+            status, message = "stopped", "Stopped before training began."
+        except LayerLabError as err:
+            status, message = "failed", str(err)
+        except MemoryError:
+            status, message = "failed", ("Training ran out of memory. Use a smaller batch "
+                                         "size, fewer filters or fewer units.")
+        except Exception as exc:  # reported to the UI as a sentence, never a traceback
+            status = "failed"
+            message = (f"Training failed: {type(exc).__name__}: {str(exc)[:300]}. "
+                       f"Try a smaller batch size or a simpler stack.")
+        finally:
+            if acquired:
+                self.scheduler.release(self.id)
+            self.run.status = status
+            self.run.message = message
+            self._finish_store()
+            self._emit("done", status=status, message=message, run=self.run,
+                       wall_time_s=time.perf_counter() - t0)
+            if self.scheduler.active == 0:
+                release_memory()
+
+    def _finish_store(self) -> None:
+        if self.store is None:
+            return
+        try:
+            if self.model is not None and self.run.status in ("finished", "stopped"):
+                self.store.save_model(self.run.id, self.model)
+            self.store.save_run(self.run)
+        except LayerLabError as err:
+            self._emit("warning", message=str(err) + " The run stays available in this "
+                       "session until the app restarts.")
+
+    def _train(self, t0: float) -> tuple[str, str]:
+        import keras  # noqa: PLC0415
+
+        from core.build import build_model  # noqa: PLC0415
+        from core.device import detect, distribution_strategy  # noqa: PLC0415
+        from core.evaluation import batched_probabilities, evaluate  # noqa: PLC0415
+
+        recipe, run = self.recipe, self.run
+        device = detect()
+        run.device = device.label
+        data = self.data or prepare_data(recipe, self.test_limit)
+        mixed = recipe.mixed_precision and device.kind == "GPU"
+        if self.model is None and run.epochs_done > 0 and self.store is not None:
+            self.model = self.store.load_model(run.id)          # resume after a restart
+        if self.model is None:
+            with distribution_strategy().scope():
+                self.model = build_model(self.spec, seed=recipe.seed, mixed_precision=mixed)
+                compile_model(self.model, recipe)
+        elif self.model.optimizer is None or not self.model.compiled:
+            compile_model(self.model, recipe)
+        model = self.model
+        run.params = int(model.count_params())
+        n = len(data.x_train)
+        steps = math.ceil(n / recipe.batch_size)
+        first_epoch = run.epochs_done
+        total_steps = steps * recipe.epochs
+        self._emit("started", epochs=recipe.epochs, first_epoch=first_epoch,
+                   epochs_total=first_epoch + recipe.epochs, steps_per_epoch=steps,
+                   device=device.label, n_train=n)
+        job = self
+        state = {"nan": None}
+        wall_before = run.wall_time_s
+
+        class Reporter(keras.callbacks.Callback):
+            """Live events, stop requests, NaN detection, schedule and checkpoints."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.step = 0
+                self.last_emit = 0.0
+                self.epoch_t0 = 0.0
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch_t0 = time.perf_counter()
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self.model.optimizer.learning_rate.assign(
+                    lr_at(recipe, self.step, total_steps))
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.step += 1
+                loss = float(logs.get("loss", 0.0))
+                if not math.isfinite(loss):
+                    state["nan"] = self.step
+                    self.model.stop_training = True
+                    return
+                if job._stop.is_set():
+                    self.model.stop_training = True
+                now = time.perf_counter()
+                if now - self.last_emit >= BATCH_EVENT_INTERVAL_S or batch + 1 == steps:
+                    self.last_emit = now
+                    job._emit("batch", step=batch + 1, global_step=first_epoch * steps
+                              + self.step, loss=loss, accuracy=float(logs.get("accuracy", 0)),
+                              elapsed_s=now - t0)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if state["nan"] is not None or (job._stop.is_set()
+                                                and self.step % steps != 0):
+                    return                   # a partial epoch is not an epoch
+                secs = time.perf_counter() - self.epoch_t0
+                row = {"epoch": first_epoch + epoch + 1, "loss": float(logs["loss"]),
+                       "accuracy": float(logs["accuracy"]),
+                       "lr": float(lr_at(recipe, self.step - 1, total_steps)),
+                       "seconds": secs, "images_per_s": n / secs if secs else 0.0}
+                if len(data.x_val):
+                    probs = batched_probabilities(self.model, data.x_val)
+                    p = np.clip(probs[np.arange(len(data.y_val)), data.y_val], 1e-7, 1)
+                    row["val_loss"] = float(-np.log(p).mean())
+                    row["val_accuracy"] = float((probs.argmax(1) == data.y_val).mean())
+                for key, value in row.items():
+                    run.history.setdefault(key, []).append(value)
+                run.epochs_done = row["epoch"]
+                run.wall_time_s = wall_before + time.perf_counter() - t0
+                job._emit("epoch", elapsed_s=time.perf_counter() - t0, **row)
+                job._checkpoint()
+
+        ds = make_dataset(data.x_train, data.y_train, recipe)
+        model.fit(ds, epochs=recipe.epochs, verbose=0, callbacks=[Reporter()])
+        run.wall_time_s = wall_before + time.perf_counter() - t0
+        if state["nan"] is not None:
+            return "failed", (f"The loss became NaN at step {state['nan']} — lower the "
+                              f"learning rate (now {recipe.learning_rate:g}) and try again.")
+        ev = evaluate(model, data.x_test, data.y_test)
+        run.test_accuracy, run.test_loss = ev.accuracy, ev.loss
+        run.confusion = ev.confusion.tolist()
+        if self._stop.is_set():
+            return "stopped", (f"Stopped by you after {run.epochs_done} full epoch(s); "
+                               f"test accuracy of the last weights {ev.accuracy:.2%}.")
+        return "finished", f"Finished: test accuracy {ev.accuracy:.2%}."
+
+    def _checkpoint(self) -> None:
+        """Save the last completed epoch atomically (warn once if the disk refuses)."""
+        if self.store is None:
+            return
+        try:
+            self.store.save_model(self.run.id, self.model, CHECKPOINT_FILE)
+            self.run.status = "running"
+            self.store.save_run(self.run)
+        except LayerLabError as err:
+            if not getattr(self, "_warned", False):
+                self._warned = True
+                self._emit("warning", message=str(err) + " Training goes on.")
+
+
+def release_memory() -> None:
+    """Free Keras' global state and graphs once no run is training."""
+    import keras  # noqa: PLC0415
+
+    keras.backend.clear_session()
+    gc.collect()

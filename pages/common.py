@@ -1,0 +1,110 @@
+"""Streamlit glue shared by the pages: cached resources, session state, small widgets.
+
+Heavy libraries (TensorFlow, Keras) are imported inside the cached loaders only, so a
+page that does not need them never pays for them.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from core.errors import LayerLabError
+from core.runs import Run, RunStore
+
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def init_session() -> None:
+    """Session-state defaults shared by every page."""
+    if "workspace" not in st.session_state:
+        ws = st.query_params.get("ws") or uuid.uuid4().hex[:8]
+        st.session_state.workspace = ws
+    st.session_state.setdefault("job", None)          # the TrainingJob of this session
+    st.session_state.setdefault("session_models", {})  # run id -> keras model in memory
+    st.session_state.setdefault("builder_spec", None)  # a ModelSpec from the Builder
+
+
+@st.cache_resource(show_spinner="Loading MNIST…")
+def mnist():
+    """The data set, once per server process."""
+    from core.data import load_mnist
+
+    return load_mnist()
+
+
+@st.cache_resource(show_spinner=False)
+def device_info():
+    """The training device; imports TensorFlow, so call it only where needed."""
+    from core.device import detect
+
+    return detect()
+
+
+def device_label() -> str:
+    """The device if TensorFlow is already loaded, else a cheap CPU description."""
+    if "tensorflow" in sys.modules:
+        return device_info().label
+    from core.device import cpu_name
+
+    return f"CPU: {cpu_name()} · GPU checked when training starts"
+
+
+@st.cache_resource(show_spinner="Loading pretrained model…")
+def pretrained_model(name: str):
+    from core import pretrained
+
+    return pretrained.load_model(name)
+
+
+@st.cache_data(show_spinner=False)
+def pretrained_record(name: str) -> dict[str, Any]:
+    from core import pretrained
+
+    return pretrained.load_record(name).to_dict()
+
+
+def store() -> RunStore:
+    return RunStore()
+
+
+def session_runs() -> list[Run]:
+    """This workspace's runs on disk plus any only kept in memory."""
+    runs = {r.id: r for r in store().list_runs(st.session_state.workspace)}
+    job = st.session_state.get("job")
+    if job is not None and job.progress.done and job.run.id not in runs:
+        runs[job.run.id] = job.run
+    return sorted(runs.values(), key=lambda r: r.created, reverse=True)
+
+
+def model_choices() -> dict[str, str]:
+    """Label -> key for every model a page can use: pretrained presets, then runs."""
+    from core import pretrained
+
+    choices = {f"{n} (pretrained)": PRETRAINED_PREFIX + n for n in pretrained.available()}
+    for run in session_runs():
+        if run.status in ("finished", "stopped") and run.epochs_done:
+            acc = f", {run.test_accuracy:.2%}" if run.test_accuracy is not None else ""
+            choices[f"{run.name} · run {run.id[-6:]}{acc}"] = run.id
+    return choices
+
+
+def load_choice(key: str):
+    """The Keras model behind a :func:`model_choices` key."""
+    if key.startswith(PRETRAINED_PREFIX):
+        return pretrained_model(key[len(PRETRAINED_PREFIX):])
+    models = st.session_state.session_models
+    if key not in models:
+        models[key] = store().load_model(key)
+    return models[key]
+
+
+def show_error(err: Exception) -> None:
+    """A user-facing error: the sentence, never a traceback."""
+    if isinstance(err, LayerLabError):
+        st.error(str(err), icon="⚠️")
+    else:
+        st.error(f"Something went wrong ({type(err).__name__}: {err}). Reload the page and "
+                 f"try again; if it keeps happening, report it.", icon="⚠️")

@@ -1,0 +1,66 @@
+"""Models: a preset layer by layer — shapes, parameters, memory, compute, code."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.export import to_keras_script
+from core.presets import PRESETS
+from core.stats import human_bytes, human_count, shape_text, summarize
+
+st.title("🧱 Models")
+st.caption("Every number here comes from the layer stack itself and matches Keras' own "
+           "`model.summary()`.")
+
+c1, c2 = st.columns([2, 1])
+name = c1.selectbox("Preset network", list(PRESETS), key="models_preset",
+                    format_func=lambda n: f"{n} — {PRESETS[n].expected_params:,} params")
+batch = c2.select_slider("Batch size for activation memory", [1, 8, 32, 128, 256, 1024],
+                         value=32, key="models_batch")
+preset = PRESETS[name]
+st.markdown(f"*{preset.spec.description}*")
+
+rows, t = summarize(preset.spec, batch_size=batch)
+m = st.columns(5)
+m[0].metric("Parameters", f"{t.params:,}")
+m[1].metric("Trainable / non-trainable", f"{t.trainable:,} / {t.non_trainable:,}")
+m[2].metric("Weights (fp32)", human_bytes(t.weight_bytes["fp32"]),
+            help=f"fp16 {human_bytes(t.weight_bytes['fp16'])}, "
+                 f"int8 {human_bytes(t.weight_bytes['int8'])}")
+m[3].metric("MACs per image", human_count(t.macs), help=f"{t.macs:,} multiply-accumulates")
+m[4].metric("Adam training state", human_bytes(t.adam_training_bytes),
+            help="weights + gradients + two Adam moments, 4 bytes each")
+
+table = pd.DataFrame([{
+    "#": r.index, "layer": r.name, "type": r.layer, "output shape": shape_text(r.output_shape),
+    "params": r.params, "trainable": r.trainable, "non-trainable": r.non_trainable,
+    "MACs": r.macs, "activations": r.activations, "weights fp32": human_bytes(r.weight_bytes_fp32),
+} for r in rows])
+st.dataframe(table, hide_index=True, width="stretch", key="models_table")
+st.caption(f"Activation memory at batch {batch}: inference "
+           f"{human_bytes(t.activation_bytes_inference)}, training ≈ "
+           f"{human_bytes(t.activation_bytes_training)} (outputs kept, plus their gradients).")
+
+st.subheader("Where the parameters and the compute go")
+long = table.melt(id_vars=["#", "layer", "type"], value_vars=["params", "MACs", "activations"],
+                  var_name="measure", value_name="value")
+long["share"] = long.groupby("measure")["value"].transform(lambda v: v / max(v.sum(), 1))
+chart = alt.Chart(long).mark_bar().encode(
+    x=alt.X("layer:N", sort=list(table["layer"]), title="layer (input → output)"),
+    y=alt.Y("share:Q", axis=alt.Axis(format="%"), title="share of the model's total"),
+    color=alt.Color("measure:N", title="measure",
+                    scale=alt.Scale(domain=["params", "MACs", "activations"])),
+    xOffset="measure:N",
+    tooltip=["layer", "type", "measure", alt.Tooltip("value:Q", format=","),
+             alt.Tooltip("share:Q", format=".1%")],
+).properties(height=320)
+st.altair_chart(chart, width="stretch", key="models_chart")
+
+st.subheader("Take it with you")
+script = to_keras_script(preset.spec)
+d1, d2 = st.columns(2)
+d1.download_button("Download Keras script (.py)", script, file_name=f"{name}.py",
+                   mime="text/x-python", key="models_dl_py")
+d2.download_button("Download spec (.json)", preset.spec.to_json(), file_name=f"{name}.json",
+                   mime="application/json", key="models_dl_json")
+with st.expander("Keras code", expanded=False):
+    st.code(script, language="python")

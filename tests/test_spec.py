@@ -1,0 +1,166 @@
+"""Layer specs: exact preset counts (against Keras too), shapes, and validation messages."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.errors import SpecError
+from core.presets import PRESETS, get_preset
+from core.spec import ModelSpec, check_spec, infer_shapes
+
+EXPECTED = {  # name: (total, trainable, non-trainable)
+    "warmup_mlp": (111_146, 111_146, 0),
+    "bulky_cnn": (331_754, 330_858, 896),
+    "small_cnn": (108_618, 108_618, 0),
+    "bonus_cnn": (93_322, 93_322, 0),
+    "keras_example": (34_826, 34_826, 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_counts_from_spec(name):
+    infos = infer_shapes(get_preset(name).spec)
+    total = sum(i.total_params for i in infos)
+    trainable = sum(i.trainable for i in infos)
+    assert (total, trainable, total - trainable) == EXPECTED[name]
+    assert get_preset(name).expected_params == EXPECTED[name][0]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_counts_match_keras(name):
+    import numpy as np
+
+    from core.build import build_model
+
+    model = build_model(get_preset(name).spec)
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    infos = infer_shapes(get_preset(name).spec)
+    assert model.count_params() == sum(i.total_params for i in infos)
+    assert trainable == sum(i.trainable for i in infos)
+    assert non_trainable == sum(i.non_trainable for i in infos)
+    if name in EXPECTED:
+        assert (model.count_params(), trainable, non_trainable) == EXPECTED[name]
+    # per-layer output shapes agree with Keras
+    for info in infos:
+        assert tuple(model.get_layer(info.name).output.shape[1:]) == info.output_shape
+    assert model.inputs[0].shape[1:] == (28, 28, 1)
+
+
+def test_output_shapes_bulky_and_small():
+    bulky = [i.output_shape for i in infer_shapes(get_preset("bulky_cnn").spec)]
+    assert bulky == [(26, 26, 32), (26, 26, 32), (24, 24, 32), (24, 24, 32), (12, 12, 32),
+                     (12, 12, 32), (10, 10, 64), (10, 10, 64), (8, 8, 64), (8, 8, 64),
+                     (4, 4, 64), (4, 4, 64), (1024,), (256,), (256,), (256,), (10,)]
+    small = [i.output_shape for i in infer_shapes(get_preset("small_cnn").spec)]
+    assert small == [(26, 26, 16), (13, 13, 16), (13, 13, 16), (11, 11, 32), (5, 5, 32),
+                     (5, 5, 32), (800,), (128,), (128,), (10,)]
+
+
+def test_layer_names_are_readable_and_unique():
+    infos = infer_shapes(get_preset("bulky_cnn").spec)
+    names = [i.name for i in infos]
+    assert names[:4] == ["conv1", "bn1", "conv2", "bn2"]
+    assert len(set(names)) == len(names)
+
+
+def test_json_round_trip():
+    for preset in PRESETS.values():
+        text = preset.spec.to_json()
+        again = ModelSpec.from_json(text)
+        assert again.layers == preset.spec.layers
+        assert again.name == preset.spec.name
+        assert json.loads(text)["input_shape"] == [28, 28, 1]
+
+
+def _stack(*layers):
+    return ModelSpec("t", list(layers))
+
+
+C = lambda f=8, k=3, **kw: {"type": "Conv2D", "filters": f, "kernel_size": k, **kw}  # noqa
+D = lambda u, a="relu", **kw: {"type": "Dense", "units": u, "activation": a, **kw}  # noqa
+P = lambda s=2: {"type": "MaxPooling2D", "pool_size": s}  # noqa
+F = {"type": "Flatten"}
+OUT = D(10, "softmax")
+
+INVALID = [
+    # (stack, substrings the message must contain)
+    (_stack(), ["empty"]),
+    (_stack(F, D(10, "relu")), ["last layer must be Dense with 10 units and softmax"]),
+    (_stack(F, D(9, "softmax")), ["last layer", "layer 2"]),
+    (_stack(C(), F, C(), F, OUT), ["Layer 3 (Conv2D) needs a 2-D feature map",
+                                   "layer 2 (Flatten)", "Move it before the Flatten"]),
+    (_stack(F, D(32), C(), F, OUT), ["Layer 3 (Conv2D)", "flat vector from layer 2 (Dense)"]),
+    (_stack(F, P(), OUT), ["Layer 2 (MaxPooling2D)", "2-D feature map"]),
+    (_stack(C(8, 3), P(), P(), P(), P(), P(), F, OUT),
+     ["Layer 6 (MaxPooling2D 2×2) would shrink the 1×1 map to nothing"]),
+    (_stack(C(8, 11), C(8, 11), C(8, 11), F, OUT), ["Layer 3 (Conv2D 11×11)", "8×8",
+                                                     "nothing"]),
+    (_stack(C(), {"type": "Dropout", "rate": 1.0}, F, OUT), ["Layer 2 (Dropout)", "rate=1.0",
+                                                            "[0, 1)"]),
+    (_stack(C(), {"type": "Dropout", "rate": -0.1}, F, OUT), ["Layer 2 (Dropout)", "rate"]),
+    (_stack(C(0), F, OUT), ["Layer 1 (Conv2D)", "filters=0", "at least 1"]),
+    (_stack(C(-4), F, OUT), ["Layer 1 (Conv2D)", "filters=-4"]),
+    (_stack(F, D(0), OUT), ["Layer 2 (Dense)", "units=0"]),
+    (_stack(C(8, 0), F, OUT), ["Layer 1 (Conv2D)", "kernel_size=0"]),
+    (_stack({"type": "Lambda"}, F, OUT), ["Layer 1", "unknown type 'Lambda'"]),
+    (_stack({"type": "Conv3D"}, F, OUT), ["unknown type 'Conv3D'", "Conv2D"]),
+    (_stack(C(8, 3, dilation=2), F, OUT), ["Layer 1 (Conv2D)", "unknown parameter",
+                                            "dilation"]),
+    (_stack(C(), D(32), F, OUT), ["Layer 2 (Dense) gets a 2-D feature map", "26×26×8",
+                                  "add a Flatten"]),
+    (_stack(F, D(8192), D(8192), OUT), ["50,000,000", "parameters"]),
+    (_stack(C("8"), F, OUT), ["Layer 1 (Conv2D)", "whole number for filters"]),
+    (_stack(C(8, 3, padding="full"), F, OUT), ["Layer 1 (Conv2D)", "padding='full'",
+                                               "valid, same"]),
+    (_stack(C(8, 3, activation="swishy"), F, OUT), ["Layer 1 (Conv2D)", "activation"]),
+    (_stack(F, D(10)), ["last layer"]),
+    (_stack(F, {"type": "Dense"}, OUT), ["Layer 2 (Dense) needs the parameter units"]),
+    (_stack("Conv2D", F, OUT), ["Layer 1 must be an object"]),
+    (_stack(F, {"type": "GlobalAveragePooling2D"}, OUT), ["Layer 2 (GlobalAveragePooling2D)",
+                                                          "2-D feature map"]),
+    (_stack(C(2000), F, OUT), ["filters=2000", "most allowed is 1024"]),
+    (_stack(*([F] * 101), OUT), ["102 layers", "at most 100"]),
+    (_stack(C(), {"type": "Dropout", "rate": float("nan")}, F, OUT), ["Layer 2 (Dropout)",
+                                                                     "number for rate"]),
+    (_stack(F, D(10, "softmax", use_bias="yes")), ["true or false for use_bias"]),
+]
+
+
+@pytest.mark.parametrize("stack,needles", INVALID, ids=[str(i) for i in range(len(INVALID))])
+def test_invalid_stacks_explained(stack, needles):
+    err = check_spec(stack)
+    assert isinstance(err, SpecError)
+    for needle in needles:
+        assert needle in str(err), (needle, str(err))
+    assert "Traceback" not in str(err)
+
+
+def test_error_names_offending_layer_index():
+    err = check_spec(_stack(C(), F, C(), F, OUT))
+    assert err.layer == 3
+
+
+def test_from_json_rejects_bad_documents():
+    with pytest.raises(SpecError, match="not valid JSON"):
+        ModelSpec.from_json("{nope")
+    with pytest.raises(SpecError, match="\"layers\" list"):
+        ModelSpec.from_json('{"name": "x"}')
+    with pytest.raises(SpecError, match="unknown keys"):
+        ModelSpec.from_json('{"layers": [], "code": "import os"}')
+    with pytest.raises(SpecError, match="at most 1,000,000 bytes"):
+        ModelSpec.from_json(" " * 1_000_001)
+    with pytest.raises(SpecError, match="input shape"):
+        ModelSpec.from_json('{"layers": [], "input_shape": [32, 32, 3]}')
+
+
+def test_valid_custom_stack_with_same_padding_and_strides():
+    spec = _stack(C(8, 5, padding="same", strides=2), {"type": "BatchNormalization"},
+                  {"type": "Activation", "activation": "relu"},
+                  {"type": "AveragePooling2D", "pool_size": 2},
+                  {"type": "GlobalAveragePooling2D"}, OUT)
+    infos = infer_shapes(spec)
+    assert [i.output_shape for i in infos] == [(14, 14, 8), (14, 14, 8), (14, 14, 8),
+                                               (7, 7, 8), (8,), (10,)]
+    assert infos[0].trainable == 5 * 5 * 8 + 8

@@ -1,0 +1,201 @@
+"""The training engine on small real data: learning, stop, NaN, events, resume, store."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from core.errors import LayerLabError, SpecError
+from core.recipe import Recipe
+from core.runs import Run, RunStore
+from core.spec import ModelSpec
+from core.training import Scheduler, TrainingJob, lr_at, prepare_data
+
+TINY = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
+                          {"type": "MaxPooling2D", "pool_size": 2},
+                          {"type": "Flatten"},
+                          {"type": "Dense", "units": 10, "activation": "softmax"}])
+
+
+def run_to_end(job: TrainingJob, timeout: float = 300) -> list[dict]:
+    job.start()
+    events, t0 = [], time.time()
+    while time.time() - t0 < timeout:
+        events += job.drain()
+        if events and events[-1]["kind"] == "done":
+            return events
+        time.sleep(0.05)
+    raise AssertionError("run did not finish")
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    recipe = Recipe(train_subset=2000, validation_split=0.1, seed=0)
+    return prepare_data(recipe, test_limit=1000)
+
+
+def test_small_run_beats_chance_and_events_in_order(small_data, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    recipe = Recipe(epochs=2, batch_size=64, learning_rate=3e-3, train_subset=2000)
+    events = run_to_end(TrainingJob(TINY, recipe, store=store, data=small_data))
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "done"
+    assert kinds.count("epoch") == 2 and kinds.count("done") == 1
+    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == [1, 2]
+    steps = [e["global_step"] for e in events if e["kind"] == "batch"]
+    assert steps == sorted(steps) and steps[-1] == 2 * 29  # 1800 images / 64
+    done = events[-1]
+    assert done["status"] == "finished", done["message"]
+    run = done["run"]
+    assert run.test_accuracy > 0.75             # chance is 0.10
+    assert run.history["val_accuracy"][-1] > 0.7
+    assert set(run.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                                "seconds", "images_per_s"}
+    cm = np.array(run.confusion)
+    assert cm.sum() == 1000 and np.trace(cm) == round(run.test_accuracy * 1000)
+    assert run.params == 8 * 9 + 8 + 13 * 13 * 8 * 10 + 10
+    # persisted: run.json and the final weights
+    again = store.load_run(run.id)
+    assert again.test_accuracy == pytest.approx(run.test_accuracy)
+    assert store.model_path(run.id).name == "model.keras"
+    model = store.load_model(run.id)
+    assert model.count_params() == run.params
+
+
+def test_stop_is_honoured_within_a_few_batches(small_data):
+    recipe = Recipe(epochs=50, batch_size=16, train_subset=2000)
+    job = TrainingJob(TINY, recipe, data=small_data).start()
+    seen = []
+    while not any(e["kind"] == "batch" and e["step"] >= 5 for e in seen):
+        seen += job.drain()
+        time.sleep(0.02)
+    job.stop()
+    t_stop = time.time()
+    job.join(timeout=30)
+    stopped_in = time.time() - t_stop
+    seen += job.drain()
+    done = seen[-1]
+    assert done["kind"] == "done" and done["status"] == "stopped"
+    assert "Stopped by you" in done["message"]
+    assert stopped_in < 5
+    assert job.run.epochs_done < 3 and job.run.test_accuracy is not None
+
+
+def test_nan_loss_detected_and_explained(small_data):
+    recipe = Recipe(epochs=3, batch_size=32, learning_rate=10.0, optimizer="sgd",
+                    train_subset=2000)
+    spec = ModelSpec("nan", [{"type": "Flatten"},
+                             {"type": "Dense", "units": 256, "activation": "linear"},
+                             {"type": "Dense", "units": 256, "activation": "linear"},
+                             {"type": "Dense", "units": 10, "activation": "softmax"}])
+    events = run_to_end(TrainingJob(spec, recipe, data=small_data))
+    done = events[-1]
+    assert done["status"] == "failed"
+    assert "The loss became NaN at step" in done["message"]
+    assert "lower the learning rate" in done["message"]
+
+
+def test_resume_continues_curves(small_data, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    recipe = Recipe(epochs=1, batch_size=64, learning_rate=3e-3, train_subset=2000)
+    job = TrainingJob(TINY, recipe, store=store, data=small_data)
+    run_to_end(job)
+    first = job.run
+    opt_steps = int(job.model.optimizer.iterations.numpy())
+    job2 = TrainingJob(TINY, recipe.replace(epochs=2), store=store, data=small_data,
+                       resume=first, model=job.model)
+    events = run_to_end(job2)
+    assert events[-1]["status"] == "finished"
+    assert job2.run.id == first.id
+    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == [2, 3]
+    assert len(job2.run.history["loss"]) == 3
+    assert int(job2.model.optimizer.iterations.numpy()) == opt_steps * 3   # state kept
+    # resume after a "restart": the model comes from the store
+    job3 = TrainingJob(TINY, recipe, store=store, data=small_data, resume=store.load_run(first.id))
+    events = run_to_end(job3)
+    assert events[-1]["status"] == "finished", events[-1]["message"]
+    assert job3.run.epochs_done == 4
+
+
+def test_worker_errors_reach_the_ui_as_sentences(small_data, monkeypatch):
+    import core.build
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(core.build, "build_model", boom)
+    events = run_to_end(TrainingJob(TINY, Recipe(epochs=1), data=small_data))
+    assert events[-1]["status"] == "failed"
+    assert "Training failed: RuntimeError: simulated failure" in events[-1]["message"]
+
+
+def test_invalid_inputs_refused_before_thread():
+    with pytest.raises(SpecError, match="last layer"):
+        TrainingJob(ModelSpec("x", [{"type": "Flatten"}]), Recipe())
+    with pytest.raises(SpecError, match="learning rate"):
+        TrainingJob(TINY, Recipe(learning_rate=float("nan")))
+    with pytest.raises(SpecError, match="batch_size"):
+        Recipe.from_dict({"batch_size": 0})
+    with pytest.raises(SpecError, match="unknown setting"):
+        Recipe.from_dict({"epochz": 3})
+
+
+def test_schedules():
+    r = Recipe(learning_rate=0.01, schedule="one_cycle")
+    assert lr_at(r, 0, 100) == pytest.approx(0.0004)
+    assert lr_at(r, 25, 100) == pytest.approx(0.01)
+    assert lr_at(r, 99, 100) < 0.0002
+    s = Recipe(learning_rate=0.01, schedule="step")
+    assert [lr_at(s, i, 100) for i in (0, 50, 75)] == pytest.approx([0.01, 0.001, 0.0001])
+    assert lr_at(Recipe(learning_rate=0.02), 70, 100) == 0.02
+
+
+def test_scheduler_caps_concurrency_with_fifo_queue():
+    sched = Scheduler(2)
+    stop = threading.Event()
+    assert sched.acquire("a", stop) and sched.acquire("b", stop)
+    got = []
+    t = threading.Thread(target=lambda: got.append(sched.acquire("c", stop)))
+    t.start()
+    time.sleep(0.3)
+    assert sched.position("c") == 1 and sched.position("a") == 0 and not got
+    sched.release("a")
+    t.join(2)
+    assert got == [True] and sched.position("c") == 0
+    stop.set()
+    assert sched.acquire("d", stop) is False and sched.position("d") is None
+
+
+def test_store_survives_crash_mid_write_and_damage(tmp_path):
+    store = RunStore(tmp_path)
+    good = Run(id="20260101-000000-aaaaaa", name="good", spec={}, recipe={}, status="finished")
+    store.save_run(good)
+    # a crash mid-write leaves only a temp file: it must not count as a run
+    crashed = tmp_path / "20260101-000001-bbbbbb"
+    crashed.mkdir()
+    (crashed / ".run.json.x1y2.tmp").write_text('{"id": "20260101-000001-bbbbbb", "na')
+    # a damaged entry is skipped with a warning
+    damaged = tmp_path / "20260101-000002-cccccc"
+    damaged.mkdir()
+    (damaged / "run.json").write_text("{not json")
+    # a run that was training when the process died is shown as interrupted
+    running = Run(id="20260101-000003-dddddd", name="r", spec={}, recipe={}, status="running")
+    store.save_run(running)
+    runs = store.list_runs()
+    assert [r.id for r in runs] == [running.id, good.id]
+    assert runs[0].status == "interrupted"
+    assert len(store.warnings) == 1 and "damaged" in store.warnings[0]
+    assert json.loads((tmp_path / good.id / "run.json").read_text())["name"] == "good"
+    assert not list(tmp_path.glob(f"{good.id}/.*.tmp"))
+
+
+def test_store_refuses_unwritable_folder_with_sentence(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = RunStore(blocker / "runs")     # a path below a file can never be created
+    run = Run(id="20260101-000000-eeeeee", name="n", spec={}, recipe={})
+    with pytest.raises(LayerLabError, match="Could not save run 'n'"):
+        store.save_run(run)
