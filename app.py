@@ -10,7 +10,10 @@ PAGES = {
     "Start": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
     "Networks": [
         st.Page("pages/models.py", title="Models", icon="🧱"),
+        st.Page("pages/builder.py", title="Builder", icon="🧩"),
         st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+        st.Page("pages/challenge.py", title="Challenge", icon="🏆"),
     ],
 }
 nav = st.navigation(PAGES)

@@ -1,7 +1,11 @@
 """Batched evaluation of a model on a labelled set: probabilities, confusion, metrics."""
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +53,10 @@ def batched_probabilities(model, images: np.ndarray, batch_size: int = 1000) -> 
 
     fn = getattr(model, "_layerlab_batched", None)
     if fn is None:
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
+        def fn(x):
+            return model(x, training=False)
+
         model._layerlab_batched = fn
     outs = [np.asarray(fn(tf.convert_to_tensor(images[i:i + batch_size])))
             for i in range(0, len(images), batch_size)]
@@ -59,9 +66,107 @@ def batched_probabilities(model, images: np.ndarray, batch_size: int = 1000) -> 
 def evaluate(model, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> Evaluation:
     """Probabilities, cross-entropy loss, accuracy and confusion matrix on a labelled set."""
-    probs = batched_probabilities(model, images, batch_size)
+    return evaluation_from_probabilities(batched_probabilities(model, images, batch_size),
+                                         labels)
+
+
+# -- identities, caching and the cell view (Errors page) ---------------------------------
+
+def evaluation_from_probabilities(probabilities: np.ndarray,
+                                  labels: np.ndarray) -> Evaluation:
+    """An :class:`Evaluation` from already computed class probabilities."""
+    probs = np.asarray(probabilities, dtype=np.float32)
     labels = np.asarray(labels)
     picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
     preds = probs.argmax(axis=1)
     return Evaluation(probs, labels, float(-np.log(picked).mean()),
                       float((preds == labels).mean()), confusion_matrix(labels, preds))
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """A short content hash of some arrays (shape, dtype and bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.shape}{arr.dtype}".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def model_fingerprint(model) -> str:
+    """A content hash of a Keras model: its layer names, shapes and every weight value.
+
+    Two models with the same architecture and weights share it, whatever file they came
+    from, so caches keyed by it stay valid across reloads and go stale on retraining.
+    """
+    cached = getattr(model, "_layerlab_fingerprint", None)
+    if cached is not None:
+        return cached
+    h = hashlib.blake2b(digest_size=16)
+    for layer in model.layers:
+        h.update(f"{layer.name}:{type(layer).__name__};".encode())
+    for w in model.get_weights():
+        h.update(array_fingerprint(np.asarray(w)).encode())
+    fp = h.hexdigest()
+    try:
+        model._layerlab_fingerprint = fp   # weights of a loaded model do not change here
+    except AttributeError:
+        pass
+    return fp
+
+
+def cache_root() -> Path:
+    """``$LAYERLAB_HOME/cache`` (default ``~/.layerlab/cache``), beside the run store."""
+    from core.runs import default_store_dir  # noqa: PLC0415
+
+    return default_store_dir().parent / "cache"
+
+
+def evaluation_cache_dir() -> Path:
+    """``<cache_root>/evaluations``: test-set probabilities per model."""
+    return cache_root() / "evaluations"
+
+
+def cached_evaluate(model, images: np.ndarray, labels: np.ndarray,
+                    cache_dir: str | os.PathLike | None = None, batch_size: int = 1000) -> Evaluation:
+    """:func:`evaluate`, with the probabilities kept on disk per (model, data) pair.
+
+    The key is the model's :func:`model_fingerprint` plus a hash of the images and
+    labels, so a second call for the same model and set only reads a 400 kB file.
+    """
+    from core.runs import atomic_write_bytes  # noqa: PLC0415
+
+    folder = Path(cache_dir) if cache_dir is not None else evaluation_cache_dir()
+    key = f"{model_fingerprint(model)}-{array_fingerprint(images, labels)}"
+    path = folder / f"{key}.npy"
+    if path.is_file():
+        try:
+            probs = np.load(path, allow_pickle=False)
+            if probs.shape == (len(labels), NUM_CLASSES):
+                return evaluation_from_probabilities(probs, labels)
+        except (OSError, ValueError):
+            pass                                   # damaged: compute it again
+    probs = batched_probabilities(model, images, batch_size)
+    buf = io.BytesIO()
+    np.save(buf, probs, allow_pickle=False)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError:
+        pass                                       # a read-only home only loses the cache
+    return evaluation_from_probabilities(probs, labels)
+
+
+def cell_indices(labels: np.ndarray, probabilities: np.ndarray, true: int,
+                 predicted: int) -> np.ndarray:
+    """Indices of the images in one confusion cell, most confident prediction first."""
+    probabilities = np.asarray(probabilities)
+    preds = probabilities.argmax(axis=1)
+    idx = np.flatnonzero((np.asarray(labels) == true) & (preds == predicted))
+    return idx[np.argsort(-probabilities[idx, predicted], kind="stable")]
+
+
+def row_normalise(confusion: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (the fraction of each true class), zeros kept."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    sums = confusion.sum(axis=1, keepdims=True)
+    return np.divide(confusion, sums, out=np.zeros_like(confusion), where=sums > 0)

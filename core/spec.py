@@ -299,3 +299,28 @@ def validate(spec: ModelSpec) -> list[LayerInfo]:
 def normalised_layers(spec: ModelSpec) -> list[dict[str, Any]]:
     """The stack with every default filled in (used for builds, diffs and exports)."""
     return [{"type": info.type, **info.params} for info in infer_shapes(spec)]
+
+
+_NEW_LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Conv2D": {"filters": 16, "kernel_size": 3},
+    "MaxPooling2D": {"pool_size": 2},
+    "AveragePooling2D": {"pool_size": 2},
+    "GlobalAveragePooling2D": {},
+    "BatchNormalization": {},
+    "Dropout": {"rate": 0.25},
+    "Flatten": {},
+    "Dense": {"units": 64, "activation": "relu"},
+    "Activation": {"activation": "relu"},
+}
+
+
+def default_layer(ltype: str) -> dict[str, Any]:
+    """A new layer of ``ltype`` with sensible starting parameters."""
+    if ltype not in _NEW_LAYER_DEFAULTS:
+        raise SpecError(f"Unknown layer type {ltype!r}. Use one of: {', '.join(LAYER_TYPES)}.")
+    return {"type": ltype, **_NEW_LAYER_DEFAULTS[ltype]}
+
+
+def layer_choices(ltype: str) -> dict[str, tuple]:
+    """The parameter schema of a layer type: {param: (kind, default, low, high)}."""
+    return dict(_SCHEMA[ltype])

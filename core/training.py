@@ -443,13 +443,14 @@ class TrainingJob:
                 for key, value in row.items():
                     run.history.setdefault(key, []).append(value)
                 run.epochs_done = row["epoch"]
-                run.wall_time_s = wall_before + time.perf_counter() - t0
+                run.wall_time_s = wall_before + time.perf_counter() - t_fit
                 job._emit("epoch", elapsed_s=time.perf_counter() - t0, **row)
                 job._checkpoint()
 
         ds = make_dataset(data.x_train, data.y_train, recipe)
+        t_fit = time.perf_counter()
         model.fit(ds, epochs=recipe.epochs, verbose=0, callbacks=[Reporter()])
-        run.wall_time_s = wall_before + time.perf_counter() - t0
+        run.wall_time_s = wall_before + time.perf_counter() - t_fit
         if state["nan"] is not None:
             return "failed", (f"The loss became NaN at step {state['nan']} — lower the "
                               f"learning rate (now {recipe.learning_rate:g}) and try again.")

@@ -1,0 +1,208 @@
+"""Builder: assemble a layer stack with sliders and see its cost after every change."""
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import LayerLabError, SpecError
+from core.export import to_keras_script
+from core.presets import PRESETS
+from core.spec import (ACTIVATIONS, LAYER_TYPES, PADDINGS, ModelSpec, check_spec,
+                       default_layer)
+from core.stats import compare, human_bytes, human_count, shape_text, summarize
+from pages.common import session_runs, show_error
+
+st.title("🧩 Builder")
+st.caption("Assemble a stack from the input (28×28×1) to the 10-way softmax. The table "
+           "updates after every change; the Train button unlocks once the stack is valid.")
+
+S = st.session_state
+
+
+def load_stack(spec: ModelSpec) -> None:
+    """Replace the working stack (each layer gets a stable id for its widgets)."""
+    S.builder_layers = [{"uid": uuid.uuid4().hex[:8], **copy.deepcopy(l)} for l in spec.layers]
+    S.builder_name = spec.name
+    S.builder_name_input = spec.name
+    S.builder_start = ModelSpec(spec.name, copy.deepcopy(spec.layers))
+
+
+if "builder_layers" not in S:
+    load_stack(PRESETS["keras_example"].spec)
+
+
+def current_spec() -> ModelSpec:
+    return ModelSpec(S.builder_name, [{k: v for k, v in l.items() if k != "uid"}
+                                      for l in S.builder_layers])
+
+
+# -- start from ---------------------------------------------------------------------------
+with st.expander("Start from…", expanded=False):
+    c = st.columns([2, 1])
+    options = ["(empty)"] + [f"preset: {n}" for n in PRESETS] + \
+        [f"run: {r.name} · {r.id}" for r in session_runs()]
+    start = c[0].selectbox("Starting point", options, key="builder_from")
+    if c[1].button("Load", key="builder_load"):
+        if start == "(empty)":
+            load_stack(ModelSpec("custom", [default_layer("Flatten"),
+                                            {"type": "Dense", "units": 10,
+                                             "activation": "softmax"}]))
+        elif start.startswith("preset: "):
+            load_stack(PRESETS[start[8:]].spec)
+        else:
+            run = next(r for r in session_runs() if start.endswith(r.id))
+            load_stack(ModelSpec.from_dict(run.spec))
+        st.rerun()
+    upload = st.file_uploader("…or import a JSON spec", type=["json"], key="builder_upload")
+    if upload is not None and S.get("builder_upload_done") != upload.file_id:
+        try:
+            spec = ModelSpec.from_json(upload.getvalue())
+            err = check_spec(spec)
+            if err:
+                raise err
+            load_stack(spec)
+            S.builder_upload_done = upload.file_id
+            st.rerun()
+        except LayerLabError as err:
+            show_error(err)
+
+S.builder_name = st.text_input("Name", key="builder_name_input", max_chars=48) or "custom"
+
+
+# -- the layer list -----------------------------------------------------------------------
+def layer_widgets(i: int, layer: dict) -> None:
+    """Sliders and selects for one layer; they write straight into the layer dict."""
+    uid, t = layer["uid"], layer["type"]
+    k = f"b_{uid}_"
+    cols = st.columns(4)
+    if t == "Conv2D":
+        layer["filters"] = cols[0].slider("filters", 1, 256, int(layer.get("filters", 16)),
+                                          key=k + "filters")
+        layer["kernel_size"] = cols[1].slider("kernel", 1, 7, int(layer.get("kernel_size", 3)),
+                                              key=k + "kernel")
+        layer["strides"] = cols[2].slider("stride", 1, 3, int(layer.get("strides", 1)),
+                                          key=k + "strides")
+        layer["padding"] = cols[3].selectbox("padding", PADDINGS, key=k + "padding",
+                                             index=PADDINGS.index(layer.get("padding", "valid")))
+        layer["activation"] = cols[0].selectbox(
+            "activation", ACTIVATIONS, key=k + "act",
+            index=ACTIVATIONS.index(layer.get("activation", "relu")))
+        layer["use_bias"] = cols[1].checkbox("bias", layer.get("use_bias", True), key=k + "bias")
+    elif t in ("MaxPooling2D", "AveragePooling2D"):
+        layer["pool_size"] = cols[0].slider("pool size", 1, 4, int(layer.get("pool_size", 2)),
+                                            key=k + "pool")
+        stride = cols[1].selectbox("stride", ["= pool size", 1, 2, 3], key=k + "pstride",
+                                   index=[None, 1, 2, 3].index(layer.get("strides")))
+        layer["strides"] = None if stride == "= pool size" else stride
+        layer["padding"] = cols[2].selectbox("padding", PADDINGS, key=k + "ppad",
+                                             index=PADDINGS.index(layer.get("padding", "valid")))
+    elif t == "Dropout":
+        layer["rate"] = cols[0].slider("rate", 0.0, 0.9, float(layer.get("rate", 0.25)), 0.05,
+                                       key=k + "rate")
+    elif t == "Dense":
+        layer["units"] = cols[0].slider("units", 1, 1024, int(layer.get("units", 64)),
+                                        key=k + "units")
+        layer["activation"] = cols[1].selectbox(
+            "activation", ACTIVATIONS, key=k + "dact",
+            index=ACTIVATIONS.index(layer.get("activation", "relu")))
+        layer["use_bias"] = cols[2].checkbox("bias", layer.get("use_bias", True),
+                                             key=k + "dbias")
+    elif t == "Activation":
+        layer["activation"] = cols[0].selectbox(
+            "activation", ACTIVATIONS, key=k + "aact",
+            index=ACTIVATIONS.index(layer.get("activation", "relu")))
+    else:
+        st.caption("No settings.")
+
+
+def move(i: int, delta: int) -> None:
+    layers = S.builder_layers
+    j = i + delta
+    if 0 <= j < len(layers):
+        layers[i], layers[j] = layers[j], layers[i]
+
+
+def duplicate(i: int) -> None:
+    clone = copy.deepcopy(S.builder_layers[i])
+    clone["uid"] = uuid.uuid4().hex[:8]
+    S.builder_layers.insert(i + 1, clone)
+
+
+def remove(i: int) -> None:
+    del S.builder_layers[i]
+
+
+st.subheader("Layers")
+slots = []
+for i, layer in enumerate(S.builder_layers):
+    uid = layer["uid"]
+    with st.container(border=True):
+        head = st.columns([5, 1, 1, 1, 1])
+        head[0].markdown(f"**{i + 1}. {layer['type']}**")
+        head[1].button("↑", key=f"b_{uid}_up", on_click=move, args=(i, -1),
+                       disabled=i == 0, help="Move up")
+        head[2].button("↓", key=f"b_{uid}_down", on_click=move, args=(i, 1),
+                       disabled=i == len(S.builder_layers) - 1, help="Move down")
+        head[3].button("⧉", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
+                       help="Duplicate")
+        head[4].button("✕", key=f"b_{uid}_del", on_click=remove, args=(i,), help="Remove")
+        layer_widgets(i, layer)
+        slots.append(st.empty())
+
+spec = current_spec()
+error = check_spec(spec)
+if error is not None and error.layer is not None and error.layer <= len(slots):
+    slots[error.layer - 1].error(str(error), icon="⚠️")
+
+c = st.columns([2, 2, 1])
+new_type = c[0].selectbox("Layer type", LAYER_TYPES, key="builder_new_type")
+position = c[1].number_input("Insert at position", 1, len(S.builder_layers) + 1,
+                             max(len(S.builder_layers), 1), key="builder_new_pos",
+                             help="Before the output layer by default.")
+if c[2].button("＋ Add layer", key="builder_add"):
+    S.builder_layers.insert(int(position) - 1,
+                            {"uid": uuid.uuid4().hex[:8], **default_layer(new_type)})
+    st.rerun()
+
+# -- live statistics ----------------------------------------------------------------------
+st.subheader("Cost")
+if error is not None:
+    if error.layer is None:
+        st.error(str(error), icon="⚠️")
+    else:
+        st.warning(f"Fix layer {error.layer} to see the statistics: {error}")
+else:
+    rows, totals = summarize(spec)
+    _, start_totals = summarize(S.builder_start) if check_spec(S.builder_start) is None \
+        else (None, None)
+    m = st.columns(4)
+    m[0].metric("Parameters", f"{totals.params:,}",
+                delta=f"{totals.params - start_totals.params:+,}" if start_totals else None,
+                delta_color="inverse")
+    m[1].metric("MACs per image", human_count(totals.macs))
+    m[2].metric("Weights (fp32)", human_bytes(totals.weight_bytes["fp32"]))
+    m[3].metric("Adam training state", human_bytes(totals.adam_training_bytes))
+    if start_totals:
+        st.caption(f"Against the starting point ({S.builder_start.name}): "
+                   f"{compare(start_totals, totals)}.")
+    st.dataframe(pd.DataFrame([{
+        "#": r.index, "layer": r.name, "type": r.layer,
+        "output shape": shape_text(r.output_shape), "params": r.params, "MACs": r.macs,
+        "activations": r.activations} for r in rows]), hide_index=True, width="stretch")
+
+# -- actions ------------------------------------------------------------------------------
+c = st.columns(3)
+if c[0].button("🏋️ Train this", type="primary", key="builder_train", disabled=error is not None,
+               help="Fix the stack first." if error is not None else "Open the Train page "
+                    "with this stack."):
+    S.builder_spec = spec
+    S.train_source = "Stack from the Builder"
+    st.switch_page("pages/train.py")
+c[1].download_button("Export JSON", spec.to_json(), file_name=f"{spec.name}.json",
+                     mime="application/json", key="builder_dl_json")
+c[2].download_button("Export Keras script", to_keras_script(spec) if error is None else "",
+                     file_name=f"{spec.name}.py", mime="text/x-python",
+                     key="builder_dl_py", disabled=error is not None)
