@@ -15,6 +15,7 @@ PAGES = {
         st.Page("pages/compare.py", title="Compare", icon="⚖️"),
         st.Page("pages/challenge.py", title="Challenge", icon="🏆"),
     ],
+    "Inspect": [st.Page("pages/draw.py", title="Draw & inspect", icon="✏️")],
 }
 nav = st.navigation(PAGES)
 

@@ -15,6 +15,9 @@ with cols[0]:
                  icon="🧱")
     st.page_link("pages/train.py", label="**Train** — train a network with live loss and "
                  "accuracy curves, stop it, resume it, keep it.", icon="🏋️")
+    st.page_link("pages/draw.py", label="**Draw & inspect** — draw a digit and see what "
+                 "every layer sees: preprocessing, prediction, filters, feature maps and "
+                 "where the model looked.", icon="✏️")
 with cols[1]:
     st.subheader("How to start")
     st.markdown(

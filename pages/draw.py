@@ -1,0 +1,354 @@
+"""Draw & inspect: draw a digit (or upload one, or pick a test image), watch it being
+preprocessed the MNIST way, and see what every layer of a model makes of it."""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.errors import LayerLabError
+from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
+                          inspector_for, overlay, robustness_variants, tile_grid)
+from core.preprocess import EmptyDrawing, Step, as_digit, preprocess
+from pages.common import load_choice, mnist, model_choices, show_error
+
+CANVAS_SIDE = 280
+MAX_MAPS = 32                 # feature maps / filters shown at a time
+SOURCES = ("✏️ Draw", "📁 Upload", "🎯 Test set")
+
+st.session_state.setdefault("draw_canvas_n", 0)
+st.session_state.setdefault("draw_updates", 0)
+st.session_state.setdefault("draw_last_digest", "")
+
+
+# -- small view helpers ------------------------------------------------------------------
+def legend(vmin: float, vmax: float, cmap: str, title: str) -> alt.Chart:
+    """A horizontal colour bar with a value axis: the legend of an image grid."""
+    if vmax <= vmin:
+        vmax = vmin + 1.0
+    edges = np.linspace(vmin, vmax, 65)
+    df = pd.DataFrame({"x": edges[:-1], "x2": edges[1:], "mid": (edges[:-1] + edges[1:]) / 2})
+    colours = anchors(cmap)
+    stops = list(np.linspace(vmin, vmax, len(colours)))
+    return alt.Chart(df, title=alt.Title(title, fontSize=12, anchor="start")).mark_rect() \
+        .encode(x=alt.X("x:Q", title=None, scale=alt.Scale(domain=[vmin, vmax], nice=False)),
+                x2="x2",
+                color=alt.Color("mid:Q", scale=alt.Scale(domain=stops, range=colours),
+                                legend=None)) \
+        .properties(height=18, width=320)
+
+
+def canvas_input(stroke: int, key: str) -> np.ndarray | None:
+    """The freehand canvas (white on black); its RGBA pixels, or None before a stroke."""
+    try:
+        from streamlit_drawable_canvas import st_canvas  # noqa: PLC0415
+    except Exception as err:  # the component could not be registered here
+        st.info(f"The drawing canvas is not available ({type(err).__name__}); upload a "
+                "picture or pick a test image instead.")
+        return None
+    result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF",
+                       background_color="#000000", height=CANVAS_SIDE, width=CANVAS_SIDE,
+                       drawing_mode="freedraw", return_image_data=True, key=key)
+    return result.image_data
+
+
+def show_steps(steps: list[Step]) -> None:
+    """The preprocessing steps as a strip of small images."""
+    cols = st.columns(len(steps))
+    for col, step in zip(cols, steps):
+        col.image(enlarge(step.image, 112), width=112,
+                  caption=f"{step.title} · {step.note}" if step.note else step.title)
+
+
+def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str]:
+    """The current 28×28 digit (None with a hint shown), its steps and a label."""
+    sent = st.session_state.get("draw_image")
+    if sent is not None:
+        st.info("Showing the digit sent from another page.", icon="📨")
+        if st.button("Draw my own instead", key="draw_forget_sent"):
+            st.session_state.draw_image = None
+            st.rerun()
+        try:
+            return as_digit(sent), [], "sent digit"
+        except LayerLabError as err:
+            show_error(err)
+            return None, [], ""
+
+    source = st.radio("Input", SOURCES, horizontal=True, key="draw_source",
+                      label_visibility="collapsed")
+    if source == SOURCES[0]:
+        c = st.columns([3, 2])
+        stroke = c[0].slider("Stroke width", 6, 40, 20, key="draw_stroke")
+        if c[1].button("🧹 Clear", key="draw_clear", help="Start a new drawing."):
+            st.session_state.draw_canvas_n += 1
+        rgba = canvas_input(stroke, f"draw_canvas_{st.session_state.draw_canvas_n}")
+        st.caption("Draw one digit, large, in the black box. Undo/redo are in the "
+                   "canvas toolbar.")
+        if rgba is None:
+            st.info("✏️ Draw a digit in the box to see what the model makes of it.")
+            return None, [], ""
+        digit, steps = _preprocessed(rgba, min_extent=0.1, name="The drawing")
+        return digit, steps, "drawing"
+    if source == SOURCES[1]:
+        upload = st.file_uploader("A picture of one digit (PNG or JPEG, any size or "
+                                  "colours)", key="draw_upload", max_upload_size=10)
+        if upload is None:
+            st.info("📁 Upload a PNG or JPEG picture of a handwritten digit.")
+            return None, [], ""
+        digit, steps = _preprocessed(upload.getvalue(), min_extent=0.03,
+                                     name=f"“{upload.name[:60]}”")
+        return digit, steps, "upload"
+    return test_image(inspector)
+
+
+def _preprocessed(image, min_extent: float, name: str) -> tuple[np.ndarray | None,
+                                                                  list[Step]]:
+    start = time.perf_counter()
+    try:
+        result = preprocess(image, min_extent=min_extent, name=name)
+    except EmptyDrawing as hint:
+        st.info(f"✏️ {hint}")
+        return None, []
+    except LayerLabError as err:
+        show_error(err)
+        return None, []
+    st.session_state.draw_prep_ms = (time.perf_counter() - start) * 1000
+    return result.digit, result.steps
+
+
+def test_image(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str]:
+    """A test-set digit: by index, by class, or a random misclassified one."""
+    try:
+        data = mnist()
+    except LayerLabError as err:
+        show_error(err)
+        return None, [], ""
+    n = len(data.x_test)
+    mode = st.radio("Pick", ("By index", "By class", "Misclassified"), horizontal=True,
+                    key="draw_test_mode")
+    rng = np.random.default_rng()
+    if mode == "By index":
+        index = int(st.number_input("Test image index", 0, n - 1, 0, key="draw_test_index"))
+    elif mode == "By class":
+        c = st.columns([2, 1])
+        digit = int(c[0].selectbox("Digit", range(10), key="draw_test_class"))
+        pool = np.flatnonzero(data.y_test == digit)
+        if c[1].button("🎲 Another", key="draw_test_another") \
+                or st.session_state.get("draw_test_pick_class") != digit:
+            st.session_state.draw_test_pick = int(rng.choice(pool))
+            st.session_state.draw_test_pick_class = digit
+        index = st.session_state.draw_test_pick
+    else:
+        with st.spinner("Finding the test images this model gets wrong…"):
+            wrong = inspector.misclassified(data.x_test, data.y_test)
+        if len(wrong) == 0:
+            st.success("This model reads every test image correctly.")
+            return None, [], ""
+        st.caption(f"This model gets {len(wrong):,} of {n:,} test images wrong.")
+        key = f"draw_test_wrong_{id(inspector)}"
+        if st.button("🎲 Another misclassified", key="draw_test_wrong") \
+                or key not in st.session_state:
+            st.session_state[key] = int(rng.choice(wrong))
+        index = st.session_state[key]
+    st.caption(f"Test image #{index} · true label **{int(data.y_test[index])}** · test "
+               "images are already MNIST-style, so no preprocessing is needed.")
+    return data.x_test[index], [], f"test image #{index}"
+
+
+# -- the page ----------------------------------------------------------------------------
+st.title("✏️ Draw & inspect")
+st.caption("Draw a digit and see what every layer sees: the MNIST-style preprocessing, "
+           "the prediction, the filters, the feature maps and where the model looked.")
+
+choices = model_choices()
+if not choices:
+    st.info("No model is ready yet: the pretrained presets are missing from "
+            "cached_models/. Train one on the **Train** page, then come back.")
+    st.stop()
+labels = list(choices)
+default = next((i for i, lbl in enumerate(labels) if lbl.startswith("small_cnn ")), 0)
+label = st.selectbox("Model", labels, index=default, key="draw_model")
+try:
+    model = load_choice(choices[label])
+    with st.spinner("Compiling the model's feature extractor (once per model)…"):
+        inspector: Inspector = inspector_for(model)
+except LayerLabError as err:
+    show_error(err)
+    st.stop()
+
+left, right = st.columns([5, 6], gap="large")
+with left:
+    digit, steps, source_label = read_input(inspector)
+
+if digit is None:
+    st.stop()
+
+start = time.perf_counter()
+result: Inspection = inspector.run(digit)
+infer_ms = (time.perf_counter() - start) * 1000
+digest = hashlib.sha1(digit.tobytes()).hexdigest()[:10]
+if digest != st.session_state.draw_last_digest:
+    st.session_state.draw_last_digest = digest
+    st.session_state.draw_updates += 1
+
+with right:
+    st.subheader("Prediction")
+    m = st.columns(3)
+    m[0].metric("The model reads", str(result.top))
+    m[1].metric("Confidence", f"{result.confidence:.1%}")
+    m[2].image(enlarge(digit, 84), width=84, caption="28×28 input")
+    note = result.uncertainty()
+    if note:
+        st.warning(note, icon="🤔")
+    probs = pd.DataFrame({"digit": [str(d) for d in range(10)],
+                          "probability": result.probabilities.astype(float)})
+    probs["top"] = probs["digit"] == str(result.top)
+    bars = alt.Chart(probs, title="Probability of each digit").mark_bar().encode(
+        x=alt.X("digit:N", title="digit", sort=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("top:N", scale=alt.Scale(domain=[True, False],
+                                                 range=["#e4572e", "#8fa8c8"]),
+                        legend=None),
+        tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")])
+    st.altair_chart(bars.properties(height=230), width="stretch")
+    prep = (f"preprocessing {st.session_state.get('draw_prep_ms', 0):.1f} ms · "
+            if steps else "")
+    st.caption(f"Update {st.session_state.draw_updates} · {source_label} · {prep}"
+               f"model {infer_ms:.1f} ms (probabilities and all {len(result.activations)} "
+               f"layer outputs in one compiled call)")
+
+if steps:
+    st.subheader("Preprocessing, the MNIST way")
+    st.caption("Grayscale → white ink on black → crop to the ink → longer side scaled to "
+               "20 px (anti-aliased) → placed in 28×28 by its centre of mass.")
+    show_steps(steps)
+
+# -- what it looked at -------------------------------------------------------------------
+st.subheader("What it looked at")
+c = st.columns([2, 2, 3])
+target_choice = c[0].selectbox("Explain the class", ["predicted"] + list(range(10)),
+                               key="draw_explain_target")
+smooth = c[1].checkbox("SmoothGrad", key="draw_smooth",
+                       help="Average the gradient over 16 noisy copies: a calmer map.")
+occl = c[2].checkbox("Occlusion sensitivity", key="draw_occlusion",
+                     help="Black out 6×6 squares one at a time and measure how much the "
+                          "probability drops (145 model calls in one batch).")
+target = result.top if target_choice == "predicted" else int(target_choice)
+expl = inspector.explain(digit, target, smooth=16 if smooth else 0, occlusion=occl)
+panels = [("Input", enlarge(np.repeat(digit[..., None], 3, axis=2), 168)),
+          (f"Gradient saliency for {target}", overlay(digit, expl.saliency, 6))]
+if expl.gradcam is not None:
+    panels.append((f"Grad-CAM on {expl.gradcam_layer} for {target}",
+                   overlay(digit, expl.gradcam, 6)))
+if expl.occlusion is not None:
+    panels.append((f"Occlusion: drop in p({target})", overlay(digit, expl.occlusion, 6)))
+cols = st.columns(4)
+for col, (title, img) in zip(cols, panels):
+    col.image(img, caption=title, width=168)
+if expl.gradcam is None:
+    st.caption("Grad-CAM needs a convolutional layer; this model has none.")
+st.altair_chart(legend(0.0, 1.0, "heat", "importance (relative to the largest)"),
+                width="content")
+
+# -- robustness probe --------------------------------------------------------------------
+st.subheader("Robustness probe")
+variants = robustness_variants(digit)
+vprobs = inspector.probabilities(np.stack([img for _, img in variants]))
+kept = int((vprobs[1:].argmax(axis=1) == result.top).sum())
+st.caption(f"{kept} of {len(variants) - 1} variants are still read as {result.top}.")
+tiles, captions = [], []
+for (name, img), p in zip(variants, vprobs):
+    tiles.append(enlarge(img, 84))
+    mark = "" if int(p.argmax()) == result.top else " ⚠️"
+    captions.append(f"{name}: {int(p.argmax())} ({p.max():.0%}){mark}")
+st.image(tiles, caption=captions, width=84)
+
+# -- feature maps ------------------------------------------------------------------------
+spatial = inspector.views("conv", "pool")
+st.subheader("Feature maps")
+if not spatial:
+    st.caption("This model has no convolution or pooling layers: see the dense layers "
+               "below.")
+else:
+    shared = st.radio("Colour scale", ("Shared by the layer's maps", "Each map on its own"),
+                      horizontal=True, key="draw_fm_scale") == "Shared by the layer's maps"
+    tabs = st.tabs([f"{v.name} · {v.type} {'×'.join(map(str, v.shape))}" for v in spatial])
+    for tab, view in zip(tabs, spatial):
+        with tab:
+            maps = np.moveaxis(result.activations[view.name], -1, 0)   # (C, h, w)
+            n = len(maps)
+            first = 0
+            if n > MAX_MAPS:
+                pages = [f"{i}–{min(i + MAX_MAPS, n) - 1}" for i in range(0, n, MAX_MAPS)]
+                page = st.selectbox("Channels", pages, key=f"draw_fm_page_{view.name}")
+                first = pages.index(page) * MAX_MAPS
+            shown = maps[first:first + MAX_MAPS]
+            scale = max(1, 84 // max(shown.shape[1:]))
+            if shared:
+                lo, hi = float(maps.min()), float(maps.max())
+                imgs = [colorize(mp, lo, hi, "viridis", scale) for mp in shown]
+            else:
+                imgs = [colorize(mp, float(mp.min()), float(mp.max()), "viridis", scale)
+                        for mp in shown]
+            st.image(tile_grid(np.stack(imgs), cols=8), width="content",
+                     caption=f"{view.name}: channels {first}–{first + len(shown) - 1} of "
+                             f"{n}, left to right, top to bottom")
+            if shared:
+                st.altair_chart(legend(lo, hi, "viridis", f"{view.name} activation"),
+                                width="content")
+            else:
+                st.altair_chart(legend(0.0, 1.0, "viridis",
+                                       "each map from its own minimum (0) to maximum (1)"),
+                                width="content")
+
+# -- dense layers ------------------------------------------------------------------------
+dense = inspector.views("dense")[:-1] if inspector.views("dense") else []
+if dense:
+    st.subheader("Dense layers")
+    for view in dense:
+        values = np.asarray(result.activations[view.name], float).ravel()
+        df = pd.DataFrame({"unit": np.arange(len(values)), "activation": values})
+        strip = alt.Chart(df, title=f"{view.name} · {len(values)} units").mark_bar().encode(
+            x=alt.X("unit:Q", title="unit", scale=alt.Scale(domain=[0, len(values)])),
+            y=alt.Y("activation:Q", title="activation"),
+            tooltip=["unit", alt.Tooltip("activation:Q", format=".3f")])
+        st.altair_chart(strip.properties(height=110), width="stretch")
+
+# -- filters -----------------------------------------------------------------------------
+convs = inspector.views("conv")
+if convs:
+    st.subheader("Filters")
+    st.caption("Each small square is one filter's weights: red adds to the feature map, "
+               "blue subtracts, white is zero.")
+    tabs = st.tabs([f"{v.name} · {v.shape[-1]} filters" for v in convs])
+    for tab, view in zip(tabs, convs):
+        with tab:
+            kernel = inspector.conv_kernel(view.name)               # (k, k, in, out)
+            k, _, n_in, n_out = kernel.shape
+            channel = None
+            if n_in > 1:
+                options = ["mean over inputs"] + [str(i) for i in range(n_in)]
+                pick = st.selectbox(f"Input channel (of {n_in})", options,
+                                    key=f"draw_filt_ch_{view.name}")
+                channel = None if pick == options[0] else int(pick)
+            first = 0
+            if n_out > 2 * MAX_MAPS:
+                pages = [f"{i}–{min(i + 2 * MAX_MAPS, n_out) - 1}"
+                         for i in range(0, n_out, 2 * MAX_MAPS)]
+                page = st.selectbox("Filters", pages, key=f"draw_filt_page_{view.name}")
+                first = pages.index(page) * 2 * MAX_MAPS
+            images = filter_images(kernel, channel)[first:first + 2 * MAX_MAPS]
+            bound = float(np.abs(images).max()) or 1.0
+            scale = max(1, 48 // k)
+            tiles = np.stack([colorize(f, -bound, bound, "diverging", scale) for f in images])
+            which = "mean over input channels" if channel is None and n_in > 1 else (
+                f"input channel {channel}" if channel is not None else "the input image")
+            st.image(tile_grid(tiles, cols=16, pad=3), width="content",
+                     caption=f"{view.name}: {k}×{k} weights of filters {first}–"
+                             f"{first + len(images) - 1} seen by {which}")
+            st.altair_chart(legend(-bound, bound, "diverging", "weight (0 = white)"),
+                            width="content")
