@@ -148,7 +148,7 @@ def _normalise_layer(i: int, layer: Any) -> tuple[str, dict[str, Any]]:
         raise SpecError(f"Layer {i} must be an object like {{\"type\": \"Dense\", "
                         f"\"units\": 10}}, got {type(layer).__name__}.", layer=i)
     ltype = layer.get("type")
-    if ltype not in _SCHEMA:
+    if not isinstance(ltype, str) or ltype not in _SCHEMA:
         raise SpecError(f"Layer {i} has unknown type {ltype!r}. Use one of: "
                         f"{', '.join(LAYER_TYPES)}.", layer=i)
     schema = _SCHEMA[ltype]

@@ -85,7 +85,7 @@ def model_choices() -> dict[str, str]:
 
     choices = {f"{n} (pretrained)": PRETRAINED_PREFIX + n for n in pretrained.available()}
     for run in session_runs():
-        if run.status in ("finished", "stopped") and run.epochs_done:
+        if run.status in ("finished", "stopped") and run.test_accuracy is not None:
             acc = f", {run.test_accuracy:.2%}" if run.test_accuracy is not None else ""
             choices[f"{run.name} · run {run.id[-6:]}{acc}"] = run.id
     return choices

@@ -19,7 +19,7 @@ runs: dict[str, Run] = {}
 for name in pretrained.available():
     runs[f"{name} (pretrained)"] = Run.from_dict(pretrained_record(name))
 for run in session_runs():
-    if run.epochs_done:
+    if run.test_accuracy is not None:
         runs[f"{run.name} · {run.id}"] = run
 if not runs:
     st.info("Nothing to compare yet: train a run on the Train page.")

@@ -64,3 +64,39 @@ d2.download_button("Download spec (.json)", preset.spec.to_json(), file_name=f"{
                    mime="application/json", key="models_dl_json")
 with st.expander("Keras code", expanded=False):
     st.code(script, language="python")
+
+st.subheader("Import a trained model")
+st.caption("Upload a JSON spec with its weights as .npz (both exported by Layer Lab from a "
+           "run). The model is checked layer by layer, evaluated on the test set and added "
+           "to your runs, so the Draw, Errors and Compare pages can use it.")
+from core.modelio import (import_run, keras_upload_allowed, load_keras_upload,  # noqa: E402
+                          model_from_spec_and_weights, spec_from_keras)
+from pages.common import show_error, store  # noqa: E402
+
+kinds = ["JSON spec + .npz weights"] + ([".keras file"] if keras_upload_allowed() else [])
+kind = st.radio("Format", kinds, horizontal=True, key="import_kind")
+i1, i2 = st.columns(2)
+if kind == kinds[0]:
+    spec_file = i1.file_uploader("Spec (.json)", type=["json"], key="import_spec")
+    weights_file = i2.file_uploader("Weights (.npz)", type=["npz"], key="import_weights")
+    ready = spec_file is not None and weights_file is not None
+else:
+    keras_file = i1.file_uploader("Model (.keras)", type=["keras"], key="import_keras")
+    ready = keras_file is not None
+import_name = st.text_input("Name", "imported", key="import_name", max_chars=48)
+if st.button("Import", key="import_go", disabled=not ready):
+    try:
+        with st.spinner("Checking the model and evaluating it on 10,000 test images…"):
+            if kind == kinds[0]:
+                spec, model = model_from_spec_and_weights(spec_file.getvalue(),
+                                                          weights_file.getvalue())
+            else:
+                model = load_keras_upload(keras_file.getvalue())
+                spec = spec_from_keras(model, import_name)
+            run, model = import_run(model, spec, import_name, st.session_state.workspace,
+                                    store())
+        st.session_state.session_models[run.id] = model
+        st.success(f"Imported “{run.name}”: {run.params:,} parameters, test accuracy "
+                   f"{run.test_accuracy:.2%}.")
+    except Exception as err:  # LayerLabError sentences; anything else explained too
+        show_error(err)

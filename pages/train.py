@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import LayerLabError
+from core.modelio import weights_to_npz
 from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec
@@ -197,13 +198,19 @@ if job is not None and job.progress.done:
                 tooltip=["true", "predicted", "count"]).properties(height=320)
             st.altair_chart(heat, width="stretch")
         path = store().model_path(run.id)
-        d = st.columns([1, 2, 1])
+        d = st.columns([1, 1, 1, 2, 1])
         if path is not None:
             d[0].download_button("Download .keras", path.read_bytes(),
                                  file_name=f"{run.name}.keras", key="train_dl")
-        new_name = d[1].text_input("Save under a name", value=run.name, key="train_rename",
+        d[1].download_button("Spec (.json)", ModelSpec.from_dict(run.spec).to_json(),
+                             file_name=f"{run.name}.json", key="train_dl_spec")
+        if job.model is not None:
+            d[2].download_button("Weights (.npz)", weights_to_npz(job.model),
+                                 file_name=f"{run.name}.npz", key="train_dl_npz",
+                                 help="Import with the spec on the Models page.")
+        new_name = d[3].text_input("Save under a name", value=run.name, key="train_rename",
                                    max_chars=48)
-        if d[2].button("Save name", key="train_save_name"):
+        if d[4].button("Save name", key="train_save_name"):
             run.name = new_name.strip()[:48] or run.name
             try:
                 store().save_run(run)
