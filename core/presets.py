@@ -29,6 +29,7 @@ def dropout(rate: float) -> dict:
 
 
 BN = {"type": "BatchNormalization"}
+RELU = {"type": "Activation", "activation": "relu"}
 FLAT = {"type": "Flatten"}
 OUT = dense(10, "softmax")
 
@@ -76,6 +77,17 @@ PRESETS: dict[str, Preset] = {
                   "keras.io's 'Simple MNIST convnet'."),
         Recipe(epochs=15, batch_size=128, validation_split=0.1),
         34_826, 0.99),
+    "fast_cnn": Preset(
+        ModelSpec("fast_cnn", [
+            conv(16, 5, strides=2, padding="same", activation="linear", use_bias=False), BN, RELU,
+            conv(32, activation="linear", use_bias=False), BN, RELU, pool(),
+            conv(64, activation="linear", use_bias=False), BN, RELU,
+            FLAT, OUT],
+            "Our fast preset: a strided 5×5 stem, batch normalisation before each ReLU, "
+            "big batches and a one-cycle schedule — 99% in three epochs."),
+        Recipe(epochs=3, batch_size=512, learning_rate=0.02, schedule="one_cycle",
+               validation_split=0.05),
+        34_138, 0.99),
 }
 
 

@@ -15,6 +15,7 @@ EXPECTED = {  # name: (total, trainable, non-trainable)
     "small_cnn": (108_618, 108_618, 0),
     "bonus_cnn": (93_322, 93_322, 0),
     "keras_example": (34_826, 34_826, 0),
+    "fast_cnn": (34_138, 33_914, 224),
 }
 
 

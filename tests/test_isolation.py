@@ -1,0 +1,57 @@
+"""Five browser sessions train at once: each gets its own result, the server-wide cap
+queues the rest, and no session sees another's runs."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core.training import SCHEDULER
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+K = "Preset_keras_example"
+
+
+def start_session(seed: int) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_preset").set_value("keras_example").run()
+    at.selectbox(key=f"tr_sub_{K}").set_value("1,000").run()
+    at.slider(key=f"tr_ep_{K}").set_value(1).run()
+    at.number_input(key=f"tr_seed_{K}").set_value(seed).run()
+    at.text_input(key=f"tr_name_{K}").input(f"session-{seed}").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    return at
+
+
+def test_five_sessions_train_at_once_isolated_and_queued():
+    assert SCHEDULER.max_active == 2
+    sessions = [start_session(seed) for seed in range(5)]
+    saw_queue = False
+    finished: dict[int, dict] = {}
+    deadline = time.time() + 400
+    while len(finished) < 5 and time.time() < deadline:
+        time.sleep(0.5)
+        for i, at in enumerate(sessions):
+            if i in finished:
+                continue
+            at.run()
+            assert not at.exception
+            if any("Waiting for a free training slot" in w.value for w in at.warning):
+                saw_queue = True
+            metrics = {m.label: m.value for m in at.metric}
+            if "Test accuracy" in metrics:
+                finished[i] = metrics
+        assert SCHEDULER.active <= 2
+    assert len(finished) == 5, f"only {sorted(finished)} finished"
+    assert saw_queue, "with 5 runs and a cap of 2, some session must have queued"
+    workspaces = {at.session_state["workspace"] for at in sessions}
+    assert len(workspaces) == 5
+    for i, at in enumerate(sessions):
+        job = at.session_state["job"]
+        assert job.run.name == f"session-{i}" and job.run.status == "finished"
+        at.radio(key="train_source").set_value("Resume one of my runs").run()
+        options = at.selectbox(key="train_resume").options
+        assert len(options) == 1 and f"session-{i}" in options[0], options
