@@ -15,6 +15,12 @@ with cols[0]:
                  icon="🧱")
     st.page_link("pages/train.py", label="**Train** — train a network with live loss and "
                  "accuracy curves, stop it, resume it, keep it.", icon="🏋️")
+    st.page_link("pages/builder.py", label="**Builder** — assemble your own stack with "
+                 "sliders and see its cost change with every edit.", icon="🧩")
+    st.page_link("pages/compare.py", label="**Compare** — runs side by side: figures, "
+                 "stack diffs, curves and the accuracy-versus-size frontier.", icon="⚖️")
+    st.page_link("pages/challenge.py", label="**Challenge** — the best accuracy under a "
+                 "parameter budget, on a leaderboard shared by the class.", icon="🏆")
     st.page_link("pages/draw.py", label="**Draw & inspect** — draw a digit and see what "
                  "every layer sees: preprocessing, prediction, filters, feature maps and "
                  "where the model looked.", icon="✏️")
