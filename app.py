@@ -16,6 +16,9 @@ PAGES = {
         st.Page("pages/challenge.py", title="Challenge", icon="🏆"),
     ],
     "Inspect": [st.Page("pages/draw.py", title="Draw & inspect", icon="✏️")],
+    "Data": [st.Page("pages/data.py", title="Data", icon="🔢"),
+             st.Page("pages/projections.py", title="Projections", icon="🗺️"),
+             st.Page("pages/errors.py", title="Errors", icon="❌")],
 }
 nav = st.navigation(PAGES)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LayerLabError
-from core.evaluation import NUM_CLASSES, array_fingerprint, cache_root
+from core.evaluation import (NUM_CLASSES, Evaluation, array_fingerprint, cache_root,
+                             cached_evaluate, evaluation_from_probabilities)
 from core.runs import atomic_write_bytes
 
 BASELINE_LABEL = "Logistic regression (scikit-learn baseline)"
@@ -55,22 +56,6 @@ def class_gallery(labels: np.ndarray, per_class: int, seed: int = 0,
         take = min(per_class, len(members))
         picks.append(np.sort(rng.choice(members, size=take, replace=False)))
     return picks
-
-
-def montage(images: np.ndarray, cols: int, pad: int = 1, fill: int = 255) -> np.ndarray:
-    """Tile images ``(N, H, W)`` into one uint8 grid with ``cols`` columns."""
-    images = np.asarray(images)
-    if images.ndim != 3 or len(images) == 0:
-        raise LayerLabError("A montage needs at least one 2-D image.")
-    n, h, w = images.shape
-    cols = max(1, min(cols, n))
-    rows = -(-n // cols)
-    grid = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), fill, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = \
-            np.clip(img, 0, 255).astype(np.uint8)
-    return grid
 
 
 def intensity_histogram(images: np.ndarray, bins: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -217,3 +202,13 @@ def load_or_fit_baseline(images: np.ndarray, labels: np.ndarray, max_iter: int =
     except OSError:
         pass
     return model
+
+
+def evaluate_any(model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """The evaluation of a Keras model (probabilities cached on disk) or of the baseline
+    on a labelled set of uint8 images."""
+    if isinstance(model, LinearBaseline):
+        return evaluation_from_probabilities(model.probabilities(images), labels)
+    from core.data import to_float  # noqa: PLC0415
+
+    return cached_evaluate(model, to_float(images), labels)

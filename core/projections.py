@@ -442,6 +442,14 @@ def point_probabilities(model, images: np.ndarray, labels: np.ndarray,
     return cached_evaluate(model, to_float(images[indices]), labels[indices]).probabilities
 
 
+def points_in_box(embedding: np.ndarray, x_range: tuple[float, float],
+                  y_range: tuple[float, float]) -> np.ndarray:
+    """Positions of the map points inside a rectangle (either corner order)."""
+    (x0, x1), (y0, y1) = sorted(x_range), sorted(y_range)
+    x, y = embedding[:, 0], embedding[:, 1]
+    return np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
+
+
 def nearest_images(images: np.ndarray, query: np.ndarray, k: int = 8,
                    chunk: int = 10000) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` images closest to ``query`` in pixel space: ``(indices, distances)``."""

@@ -1,6 +1,9 @@
 """Home: what Layer Lab does, with a link to each page."""
 import streamlit as st
 
+from pages.common import page_guard
+
+page_guard()
 st.title("🔬 Layer Lab")
 st.markdown(
     "Learn how a neural network sees a handwritten digit. Pick one of the classic MNIST "
@@ -34,3 +37,12 @@ with cols[1]:
         "3. Pretrained copies of every preset are included, so nothing has to train "
         "before you can explore."
     )
+    st.subheader("Data & errors")
+    st.page_link("pages/data.py", label="**Data** — MNIST at a glance: class counts, the "
+                 "average digit, random galleries, pixel values and the hardest images.",
+                 icon="🔢")
+    st.page_link("pages/projections.py", label="**Projections** — PCA, t-SNE and UMAP maps "
+                 "of raw pixels or of any layer of any model.", icon="🗺️")
+    st.page_link("pages/errors.py", label="**Errors** — confusion matrices you can click "
+                 "into, per-class scores, and what one model fixes that another gets "
+                 "wrong.", icon="❌")

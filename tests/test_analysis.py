@@ -67,14 +67,6 @@ def test_gallery_is_per_class_and_seeded(mnist):
     assert any((a != b).any() for a, b in zip(picks, other))
 
 
-def test_montage_tiles_images():
-    imgs = np.stack([np.full((28, 28), v, np.uint8) for v in (10, 20, 30)])
-    grid = an.montage(imgs, cols=2, pad=1)
-    assert grid.shape == (57, 57)
-    assert grid[0, 0] == 10 and grid[0, 29] == 20 and grid[29, 0] == 30
-    assert grid[29, 29] == 255 and grid[28, 0] == 255      # empty cell and padding
-
-
 def test_histogram_counts_every_pixel(mnist):
     counts, edges = an.intensity_histogram(mnist.x_test[:100], bins=32)
     assert counts.sum() == 100 * 784 and len(edges) == 33

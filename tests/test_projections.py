@@ -170,3 +170,10 @@ def test_background_job_reports_and_shares(mnist, tmp_path):
     bad = pj.submit(pj.ProjectionRequest(method="umap", n_points=N), mnist.x_test,
                     mnist.y_test, kind="fit", cache_dir=tmp_path)
     assert bad.result().reducer is not None
+
+
+def test_points_in_box():
+    emb = np.array([[0, 0], [1, 1], [2, 2], [1, 3]], np.float32)
+    assert pj.points_in_box(emb, (0.5, 2.5), (0.5, 2.5)).tolist() == [1, 2]
+    assert pj.points_in_box(emb, (2.5, 0.5), (3.5, 0)).tolist() == [1, 2, 3]
+    assert pj.points_in_box(emb, (5, 6), (5, 6)).tolist() == []

@@ -1,0 +1,177 @@
+"""AppTest: the Data, Projections and Errors pages render with small N, on a tiny run saved
+in this test's workspace (so they never depend on the pretrained files being present)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 300
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+WS = "datatest"
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small CNN trained for one epoch on 3,000 images, and its spec."""
+    import keras
+
+    from core.build import build_model
+    from core.data import load_mnist, to_float
+    from core.spec import ModelSpec
+
+    data = load_mnist()
+    spec = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
+                              {"type": "MaxPooling2D", "pool_size": 2},
+                              {"type": "Flatten"},
+                              {"type": "Dense", "units": 32},
+                              {"type": "Dense", "units": 10, "activation": "softmax"}])
+    model = build_model(spec, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy")
+    model.fit(to_float(data.x_train[:3000]), data.y_train[:3000], epochs=1, batch_size=64,
+              verbose=0)
+    return spec, model
+
+
+@pytest.fixture
+def run_label(tiny):
+    """Save the tiny model as a finished run of workspace WS; return its Errors label."""
+    from core.runs import Run, RunStore, new_run_id
+
+    spec, model = tiny
+    store = RunStore()
+    run = Run(id=new_run_id(), name="tiny", spec=spec.to_dict(), recipe={}, workspace=WS,
+              status="finished", epochs_done=1, test_accuracy=0.9)
+    store.save_run(run)
+    store.save_model(run.id, model)
+    return f"tiny · run {run.id[-6:]}, 90.00%"
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["ws"] = WS
+    at.run()
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_data_page(run_label):
+    at = page("data")
+    assert at.title[0].value.endswith("Data")
+    counts = at.dataframe[0].value                  # AppTest keeps no dataframe keys
+    assert counts["test"].tolist() == TEST_COUNTS and counts["train"].sum() == 60000
+    n_images = len(at.get("image"))
+    assert n_images == 10 + 10                      # ten mean digits, ten gallery strips
+    at.button(key="data_shuffle").click().run()
+    assert not at.exception and at.session_state["data_seed"] == 1
+    at.radio(key="data_split").set_value("test").run()
+    at.slider(key="data_per_class").set_value(4).run()
+    assert not at.exception and len(at.get("image")) == n_images
+    at.multiselect(key="data_models").set_value([run_label]).run()
+    at.button(key="data_hardest").click().run()
+    assert not at.exception
+    found = at.session_state["data_hardest_models"]
+    assert list(found) == [run_label] and found[run_label].shape == (10000,)
+    assert any("Wrong for the most" in c.value for c in at.caption)
+
+
+def test_errors_page_matrix_cells_and_comparison(run_label):
+    at = page("errors")
+    at.selectbox(key="err_model").set_value(run_label).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["images"].tolist() == TEST_COUNTS          # rows = true classes
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"].endswith("%")
+    heat = json.dumps(json.loads(at.get("vega_lite_chart")[0].proto.spec))
+    assert "true class (rows)" in heat and "predicted class (columns)" in heat
+    errors, total = metrics["Errors"].replace(",", "").split(" of ")
+    assert total == "10000"
+    at.radio(key="err_norm").set_value(at.radio(key="err_norm").options[1]).run()
+    assert not at.exception
+    # a cell's gallery: pick "true 3, predicted 3" (many images) then an error cell
+    at.selectbox(key="err_true").set_value(3).run()
+    at.selectbox(key="err_pred").set_value(3).run()
+    assert not at.exception
+    inspect = [b for b in at.button if b.key and b.key.startswith("err_cell_draw_")]
+    assert len(inspect) == 24
+    index = int(inspect[0].key.rsplit("_", 1)[1])
+    inspect[0].click().run()
+    assert not at.exception
+    sent = at.session_state["draw_image"]
+    assert sent.shape == (28, 28) and sent.dtype == np.uint8
+    assert at.session_state["draw_image_index"] == index
+
+
+def test_errors_page_baseline_offers_training(run_label):
+    at = page("errors")
+    from core.analysis import BASELINE_LABEL
+
+    at.selectbox(key="err_model").set_value(BASELINE_LABEL).run()
+    assert not at.exception
+    assert any("logistic regression" in i.value for i in at.info)
+    assert at.button(key="err_fit_baseline")
+
+
+def test_projections_pca_and_layer_source(run_label):
+    at = page("projections")
+    at.select_slider(key="proj_points_test").set_value(1000).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Points"] == "1,000" and "784-D" in metrics["Source"]
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert "region" in json.dumps(spec["params"]) and '"image"' in json.dumps(spec)
+    at.selectbox(key="proj_model").set_value(run_label).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Source"] == "dense1 · 32-D"                    # the penultimate layer
+    at.toggle(key="proj_wrong").set_value(True).run()
+    assert not at.exception
+
+
+def wait_for_map(at: AppTest, timeout: float = 240) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        at.run()
+        assert not at.exception, at.exception
+        if any(m.label == "Points" for m in at.metric):
+            return
+        time.sleep(1)
+    raise AssertionError("the map was not computed in time")
+
+
+def test_projections_tsne_in_background_then_cached():
+    at = page("projections")
+    at.radio(key="proj_method").set_value("t-SNE").run()
+    at.select_slider(key="proj_points_test").set_value(1000).run()
+    assert not at.exception
+    at.button(key="proj_compute").click().run()
+    wait_for_map(at)
+    assert {m.label: m.value for m in at.metric}["Points"] == "1,000"
+    again = page("projections")                      # a new session: from the disk cache
+    again.radio(key="proj_method").set_value("t-SNE").run()
+    t0 = time.time()
+    again.select_slider(key="proj_points_test").set_value(1000).run()
+    assert not again.exception and time.time() - t0 < 10
+    assert {m.label: m.value for m in again.metric}["Points"] == "1,000"
+
+
+def test_umap_places_the_drawn_digit():
+    from core.data import load_mnist
+
+    data = load_mnist()
+    at = page("projections")
+    at.session_state["drawn_digit"] = data.x_train[0]
+    at.radio(key="proj_method").set_value("UMAP").run()
+    at.select_slider(key="proj_points_test").set_value(1000).run()
+    at.button(key="proj_compute").click().run()
+    wait_for_map(at)
+    assert any(m.value == "**Your digit**" for m in at.markdown)
+    assert any("Nearest training images" in m.value for m in at.markdown)
