@@ -13,8 +13,9 @@ from core.presets import PRESETS
 from core.spec import (ACTIVATIONS, LAYER_TYPES, PADDINGS, ModelSpec, check_spec,
                        default_layer)
 from core.stats import compare, human_bytes, human_count, shape_text, summarize
-from pages.common import session_runs, show_error
+from pages.common import page_guard, session_runs, show_error
 
+page_guard()
 st.title("🧩 Builder")
 st.caption("Assemble a stack from the input (28×28×1) to the 10-way softmax. The table "
            "updates after every change; the Train button unlocks once the stack is valid.")
@@ -146,7 +147,7 @@ for i, layer in enumerate(S.builder_layers):
                        disabled=i == 0, help="Move up")
         head[2].button("↓", key=f"b_{uid}_down", on_click=move, args=(i, 1),
                        disabled=i == len(S.builder_layers) - 1, help="Move down")
-        head[3].button("⧉", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
+        head[3].button("Copy", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
                        help="Duplicate")
         head[4].button("✕", key=f"b_{uid}_del", on_click=remove, args=(i,), help="Remove")
         layer_widgets(i, layer)

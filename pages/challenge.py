@@ -6,8 +6,9 @@ import streamlit as st
 
 from core.errors import LayerLabError
 from core.leaderboard import Leaderboard
-from pages.common import session_runs, show_error
+from pages.common import page_guard, session_runs, show_error
 
+page_guard()
 st.title("🏆 Parameter-budget challenge")
 board = Leaderboard()
 try:

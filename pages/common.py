@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -15,6 +16,27 @@ from core.errors import LayerLabError
 from core.runs import Run, RunStore
 
 PRETRAINED_PREFIX = "pretrained:"
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
+
+
+def page_guard() -> None:
+    """Route a deep link through app.py on a freshly started server.
+
+    Streamlit treats an app that has a ``pages/`` folder as an old-style multipage app
+    until the first ``st.navigation`` call; a first visitor who opens e.g. ``/train``
+    directly would get that page without app.py (no sidebar, no session defaults).
+    Every page calls this first: in that mode it runs app.py in its place (app.py's
+    ``st.navigation`` switches the old mode off and runs this page again, with the
+    sidebar and defaults), then ends this outer run. Widget events are kept.
+    """
+    import runpy
+
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP_SCRIPT), run_name="__main__")
+        st.stop()
 
 
 def init_session() -> None:

@@ -11,8 +11,9 @@ from core.compare import diff_recipes, diff_specs
 from core.runs import Run
 from core.spec import ModelSpec
 from core.stats import human_bytes, summarize
-from pages.common import pretrained_record, session_runs
+from pages.common import page_guard, pretrained_record, session_runs
 
+page_guard()
 st.title("⚖️ Compare")
 
 runs: dict[str, Run] = {}

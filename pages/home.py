@@ -1,6 +1,9 @@
 """Home: what Layer Lab does, with a link to each page."""
 import streamlit as st
 
+from pages.common import page_guard
+
+page_guard()
 st.title("🔬 Layer Lab")
 st.markdown(
     "Learn how a neural network sees a handwritten digit. Pick one of the classic MNIST "

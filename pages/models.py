@@ -4,9 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from core.export import to_keras_script
+from core.modelio import (import_run, keras_upload_allowed, load_keras_upload,
+                          model_from_spec_and_weights, spec_from_keras)
 from core.presets import PRESETS
 from core.stats import human_bytes, human_count, shape_text, summarize
+from pages.common import page_guard, show_error, store
 
+page_guard()
 st.title("🧱 Models")
 st.caption("Every number here comes from the layer stack itself and matches Keras' own "
            "`model.summary()`.")
@@ -69,9 +73,6 @@ st.subheader("Import a trained model")
 st.caption("Upload a JSON spec with its weights as .npz (both exported by Layer Lab from a "
            "run). The model is checked layer by layer, evaluated on the test set and added "
            "to your runs, so the Draw, Errors and Compare pages can use it.")
-from core.modelio import (import_run, keras_upload_allowed, load_keras_upload,  # noqa: E402
-                          model_from_spec_and_weights, spec_from_keras)
-from pages.common import show_error, store  # noqa: E402
 
 kinds = ["JSON spec + .npz weights"] + ([".keras file"] if keras_upload_allowed() else [])
 kind = st.radio("Format", kinds, horizontal=True, key="import_kind")

@@ -12,8 +12,9 @@ from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec
 from core.training import SCHEDULER, TrainingJob
-from pages.common import device_info, session_runs, show_error, store
+from pages.common import device_info, page_guard, session_runs, show_error, store
 
+page_guard()
 st.title("🏋️ Train")
 job: TrainingJob | None = st.session_state.job
 busy = job is not None and not job.progress.done and (job.alive or not job.events.empty())
@@ -50,7 +51,7 @@ with st.expander("Recipe", expanded=not busy):
     c = st.columns(4)
     optimizer = c[0].selectbox("Optimizer", OPTIMIZERS, key=f"tr_opt_{k}",
                                index=OPTIMIZERS.index(defaults.optimizer), disabled=busy)
-    lrs = [1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1]
+    lrs = [1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 1e-1]
     lr = c[1].select_slider("Learning rate", lrs, key=f"tr_lr_{k}", disabled=busy,
                             value=min(lrs, key=lambda v: abs(v - defaults.learning_rate)))
     schedule = c[2].selectbox("Schedule", SCHEDULES, key=f"tr_sched_{k}", disabled=busy,
