@@ -100,7 +100,9 @@ def test_diff_two_known_specs():
     assert rows[4] == ("added", "", "Conv2D(filters=64, kernel_size=3, strides=1, "
                                     "padding=valid, activation=relu)")
     assert diff_recipes(PRESETS["keras_example"].recipe.to_dict(),
-                        PRESETS["bonus_cnn"].recipe.to_dict()) == [("epochs", 15, 10)]
+                        PRESETS["bonus_cnn"].recipe.to_dict()) == [
+        ("learning_rate", 0.001, 0.002), ("schedule", "constant", "one_cycle"),
+        ("epochs", 15, 10)]
 
 
 def test_leaderboard_concurrent_submissions_lose_nothing(tmp_path):
