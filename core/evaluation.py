@@ -94,25 +94,19 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
 
 
 def model_fingerprint(model) -> str:
-    """A content hash of a Keras model: its layer names, shapes and every weight value.
+    """A content hash of a Keras model: its layer names and types and every weight value.
 
     Two models with the same architecture and weights share it, whatever file they came
     from, so caches keyed by it stay valid across reloads and go stale on retraining.
+    It is recomputed on every call (a few ms) because a resumed run trains the very same
+    model object further.
     """
-    cached = getattr(model, "_layerlab_fingerprint", None)
-    if cached is not None:
-        return cached
     h = hashlib.blake2b(digest_size=16)
     for layer in model.layers:
         h.update(f"{layer.name}:{type(layer).__name__};".encode())
     for w in model.get_weights():
         h.update(array_fingerprint(np.asarray(w)).encode())
-    fp = h.hexdigest()
-    try:
-        model._layerlab_fingerprint = fp   # weights of a loaded model do not change here
-    except AttributeError:
-        pass
-    return fp
+    return h.hexdigest()
 
 
 def cache_root() -> Path:
@@ -128,7 +122,8 @@ def evaluation_cache_dir() -> Path:
 
 
 def cached_evaluate(model, images: np.ndarray, labels: np.ndarray,
-                    cache_dir: str | os.PathLike | None = None, batch_size: int = 1000) -> Evaluation:
+                    cache_dir: str | os.PathLike | None = None,
+                    batch_size: int = 1000) -> Evaluation:
     """:func:`evaluate`, with the probabilities kept on disk per (model, data) pair.
 
     The key is the model's :func:`model_fingerprint` plus a hash of the images and

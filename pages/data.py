@@ -10,7 +10,7 @@ import streamlit as st
 from core.analysis import class_counts, class_gallery, intensity_histogram, mean_images
 from core.errors import LayerLabError
 from core.inspect import enlarge, tile_grid
-from pages.common import load_choice, mnist, model_choices, show_error
+from pages.common import load_choice, mnist, model_choices, page_guard, show_error
 
 
 def split_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +55,7 @@ def test_predictions(choice: str) -> np.ndarray:
     return evaluate_any(load_choice(choice), data.x_test, data.y_test).predictions
 
 
+page_guard()
 st.title("🔢 Data")
 try:
     data = mnist()
@@ -77,7 +78,7 @@ left.altair_chart(bars, width="stretch", key="data_counts_chart")
 wide = counts.pivot(index="digit", columns="split", values="images")[["train", "test"]]
 wide["test share"] = wide["test"] / wide["test"].sum()
 right.dataframe(wide, key="data_counts", width="stretch",
-                column_config={"test share": st.column_config.NumberColumn(format="%.2%%")})
+                column_config={"test share": st.column_config.NumberColumn(format="percent")})
 right.caption("The classes are close to balanced: from 5,421 fives to 6,742 ones in "
               "training.")
 
@@ -100,9 +101,10 @@ per_class = c[0].slider("Images per class", 4, 16, 10, key="data_per_class")
 if c[1].button("🔀 Reshuffle", key="data_shuffle"):
     st.session_state.data_seed += 1
 rows = gallery_rows(split, per_class, st.session_state.data_seed)
+halves = st.columns(2)
 for digit, strip in enumerate(rows):
     big = enlarge(strip, 2 * max(strip.shape[:2]))
-    st.image(big, caption=f"{digit}", width=int(big.shape[1]))
+    halves[digit % 2].image(big, caption=f"{digit}", width="stretch")
 
 # -- pixel intensities --------------------------------------------------------------------
 st.subheader("Pixel intensities")
@@ -114,6 +116,7 @@ chart = alt.Chart(hist).mark_bar().encode(
             bin=alt.Bin(binned=True, step=256 // bins), scale=alt.Scale(domain=[0, 256])),
     x2="to:Q",
     y=alt.Y("pixels:Q", title="pixels (log scale)", scale=alt.Scale(type="log")),
+    y2=alt.datum(1),
     tooltip=[alt.Tooltip("from:Q", title="from"), alt.Tooltip("to:Q", title="to"),
              alt.Tooltip("pixels:Q", format=",")],
 ).properties(height=240)

@@ -14,7 +14,7 @@ from core.analysis import BASELINE_LABEL, confusion_difference, error_changes
 from core.errors import LayerLabError
 from core.evaluation import cell_indices, per_class_metrics, row_normalise
 from core.inspect import enlarge
-from pages.common import load_choice, mnist, model_choices, show_error
+from pages.common import load_choice, mnist, model_choices, page_guard, show_error
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -137,6 +137,7 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, cols: int = 6) -> 
                    f"first.")
 
 
+page_guard()
 st.title("❌ Errors")
 st.markdown("Where does a model go wrong? Rows are the **true** class, columns the "
             "**predicted** class: the diagonal holds the correct answers, every other cell "

@@ -13,7 +13,7 @@ from core.errors import LayerLabError
 from core.inspect import enlarge, tile_grid
 from core.projections import (METHOD_LABELS, ProjectionRequest, fitted_map,
                               load_projection, resolve, submit)
-from pages.common import load_choice, mnist, model_choices, show_error
+from pages.common import load_choice, mnist, model_choices, page_guard, show_error
 
 NO_MODEL = "— none: raw pixels only —"
 PIXELS = "raw pixels (784 values)"
@@ -85,6 +85,7 @@ def finished(slot: str):
     return None
 
 
+page_guard()
 st.title("🗺️ Projections")
 st.markdown("Each dot is one image, placed so that images the source finds similar land "
             "close together. Compare raw pixels with a trained model's layers: the "

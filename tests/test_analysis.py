@@ -164,3 +164,5 @@ def test_model_fingerprint_follows_weights(small_model):
     other = keras.models.clone_model(small_model)
     other.set_weights(w)
     assert ev.model_fingerprint(other) != fp
+    clone.set_weights(w)                       # trained further in place: a new identity
+    assert ev.model_fingerprint(clone) == ev.model_fingerprint(other)
