@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,6 +27,20 @@ POOL_TYPES = ("MaxPooling2D", "AveragePooling2D")
 DENSE_TYPES = ("Dense",)
 UNSURE_TOP = 0.6          # below this confidence the model counts as unsure
 UNSURE_MARGIN = 0.25      # … or when the runner-up is this close
+_WORKER_PREFIX = "layerlab-inspect"
+_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_WORKER_PREFIX)
+
+
+def on_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a TensorFlow call on the one long-lived inspection thread.
+
+    A compiled function's first call on a *new* thread costs 10–50 ms (TensorFlow keeps
+    per-thread state), and Streamlit runs every rerun on a new thread: routing the
+    single-image calls through one warm thread keeps each stroke at a few milliseconds.
+    """
+    if threading.current_thread().name.startswith(_WORKER_PREFIX):
+        return fn(*args)
+    return _worker.submit(fn, *args).result()
 
 
 # -- results -----------------------------------------------------------------------------
@@ -150,6 +165,9 @@ class Inspector:
 
     # -- forward pass --------------------------------------------------------------------
     def _call(self, x: np.ndarray) -> list[np.ndarray]:
+        return on_worker(self._call_here, x)
+
+    def _call_here(self, x: np.ndarray) -> list[np.ndarray]:
         if self._jit:
             try:
                 return [np.asarray(t) for t in self._forward(x)]
@@ -169,7 +187,10 @@ class Inspector:
         """Softmax outputs for a small batch of digits (N, 28, 28) uint8 -> (N, 10)."""
         from core.evaluation import batched_probabilities  # noqa: PLC0415
 
-        return batched_probabilities(self.model, to_input(digits), batch_size)
+        x = to_input(digits)
+        if len(x) > batch_size:          # a big batch: no need to queue behind the worker
+            return batched_probabilities(self.model, x, batch_size)
+        return on_worker(batched_probabilities, self.model, x, batch_size)
 
     def misclassified(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Indices of the labelled images the model gets wrong (computed once, kept)."""
@@ -220,8 +241,8 @@ class Inspector:
             rng = np.random.default_rng(0)
             noise = rng.normal(0.0, 0.15, size=(smooth, *x.shape[1:])).astype(np.float32)
             batch = np.concatenate([x, np.clip(x + noise, 0.0, 1.0)])
-        grad_x, fmap, grad_a = self._explain(tf.convert_to_tensor(batch),
-                                             tf.constant(int(target)))
+        grad_x, fmap, grad_a = on_worker(self._explain, tf.convert_to_tensor(batch),
+                                         tf.constant(int(target)))
         saliency = np.abs(np.asarray(grad_x)).mean(axis=0)[..., 0]
         saliency = _unit(saliency)
         cam = None
@@ -254,6 +275,16 @@ class Inspector:
         heat = np.where(count > 0, heat / np.maximum(count, 1), 0.0)
         return _unit(np.maximum(heat, 0.0))
 
+    def warm_up(self) -> "Inspector":
+        """Trace and compile every function once, so the first digit is as fast as the
+        rest (a page shows a spinner for this instead of a slow first stroke)."""
+        blank = np.zeros(self.model.inputs[0].shape[1:3], np.uint8)
+        blank[8:20, 12:16] = 255
+        self.run(blank)
+        self.explain(blank, 0)
+        self.probabilities(np.stack([img for _, img in robustness_variants(blank)]))
+        return self
+
     # -- weights -------------------------------------------------------------------------
     def conv_kernel(self, name: str) -> np.ndarray:
         """The kernel (k, k, in, out) of a Conv2D layer as NumPy."""
@@ -272,7 +303,7 @@ def inspector_for(model: Any) -> Inspector:
     with _cache_lock:
         found = getattr(model, "_layerlab_inspector", None)
         if found is None:
-            found = Inspector(model)
+            found = Inspector(model).warm_up()
             model._layerlab_inspector = found
     return found
 

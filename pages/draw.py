@@ -5,41 +5,51 @@ from __future__ import annotations
 import hashlib
 import time
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from core.errors import LayerLabError
 from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
                           inspector_for, overlay, robustness_variants, tile_grid)
 from core.preprocess import EmptyDrawing, Step, as_digit, preprocess
-from pages.common import load_choice, mnist, model_choices, show_error
+from pages.common import init_session, load_choice, mnist, model_choices, show_error
 
+PAGE_START = time.perf_counter()
 CANVAS_SIDE = 280
 MAX_MAPS = 32                 # feature maps / filters shown at a time
-SOURCES = ("✏️ Draw", "📁 Upload", "🎯 Test set")
+SOURCES = ("Draw", "Upload", "Test set")
 
-st.session_state.setdefault("draw_canvas_n", 0)
+init_session()   # also when a fresh server's first request deep-links here (v1 pages mode)
 st.session_state.setdefault("draw_updates", 0)
 st.session_state.setdefault("draw_last_digest", "")
 
 
 # -- small view helpers ------------------------------------------------------------------
-def legend(vmin: float, vmax: float, cmap: str, title: str) -> alt.Chart:
+def chart(spec: dict, width: str = "stretch") -> None:
+    """A Vega-Lite chart from a plain spec (cheaper per stroke than building Altair
+    objects, which validate against the whole schema every rerun)."""
+    st.vega_lite_chart(spec=spec, width=width)
+
+
+def legend(vmin: float, vmax: float, cmap: str, title: str) -> None:
     """A horizontal colour bar with a value axis: the legend of an image grid."""
     if vmax <= vmin:
         vmax = vmin + 1.0
     edges = np.linspace(vmin, vmax, 65)
-    df = pd.DataFrame({"x": edges[:-1], "x2": edges[1:], "mid": (edges[:-1] + edges[1:]) / 2})
+    values = [{"x": float(a), "x2": float(b), "mid": float((a + b) / 2)}
+              for a, b in zip(edges[:-1], edges[1:])]
     colours = anchors(cmap)
-    stops = list(np.linspace(vmin, vmax, len(colours)))
-    return alt.Chart(df, title=alt.Title(title, fontSize=12, anchor="start")).mark_rect() \
-        .encode(x=alt.X("x:Q", title=None, scale=alt.Scale(domain=[vmin, vmax], nice=False)),
-                x2="x2",
-                color=alt.Color("mid:Q", scale=alt.Scale(domain=stops, range=colours),
-                                legend=None)) \
-        .properties(height=18, width=320)
+    stops = [float(v) for v in np.linspace(vmin, vmax, len(colours))]
+    chart({"data": {"values": values}, "mark": "rect",
+           "title": {"text": title, "fontSize": 12, "anchor": "start"},
+           "width": 320, "height": 16, "autosize": {"type": "pad"},
+           "encoding": {
+               "x": {"field": "x", "type": "quantitative", "title": None,
+                     "scale": {"domain": [vmin, vmax], "nice": False}},
+               "x2": {"field": "x2"},
+               "color": {"field": "mid", "type": "quantitative", "legend": None,
+                         "scale": {"domain": stops, "range": colours}}}},
+          width="content")
 
 
 def canvas_input(stroke: int, key: str) -> np.ndarray | None:
@@ -56,11 +66,20 @@ def canvas_input(stroke: int, key: str) -> np.ndarray | None:
     return result.image_data
 
 
+def square(image: np.ndarray, side: int = 112) -> np.ndarray:
+    """Pad an image to a square (black margins) and enlarge it crisply towards ``side``."""
+    h, w = image.shape[:2]
+    n = max(h, w)
+    padded = np.zeros((n, n, *image.shape[2:]), image.dtype)
+    padded[(n - h) // 2:(n - h) // 2 + h, (n - w) // 2:(n - w) // 2 + w] = image
+    return enlarge(padded, side)
+
+
 def show_steps(steps: list[Step]) -> None:
     """The preprocessing steps as a strip of small images."""
     cols = st.columns(len(steps))
     for col, step in zip(cols, steps):
-        col.image(enlarge(step.image, 112), width=112,
+        col.image(square(step.image), width=112, output_format="PNG",
                   caption=f"{step.title} · {step.note}" if step.note else step.title)
 
 
@@ -81,14 +100,11 @@ def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
     source = st.radio("Input", SOURCES, horizontal=True, key="draw_source",
                       label_visibility="collapsed")
     if source == SOURCES[0]:
-        c = st.columns([3, 2])
-        stroke = c[0].slider("Stroke width", 6, 40, 20, key="draw_stroke")
-        if c[1].button("🧹 Clear", key="draw_clear", help="Start a new drawing."):
-            st.session_state.draw_canvas_n += 1
-        rgba = canvas_input(stroke, f"draw_canvas_{st.session_state.draw_canvas_n}")
-        st.caption("Draw one digit, large, in the black box. Undo/redo are in the "
-                   "canvas toolbar.")
-        if rgba is None:
+        stroke = st.slider("Stroke width", 6, 40, 20, key="draw_stroke")
+        rgba = canvas_input(stroke, "draw_canvas")
+        st.caption("Draw one digit, large, in the black box. Undo, redo and clear (the "
+                   "bin) are in the canvas toolbar.")
+        if rgba is None or not np.asarray(rgba)[..., :3].any():
             st.info("✏️ Draw a digit in the box to see what the model makes of it.")
             return None, [], ""
         digit, steps = _preprocessed(rgba, min_extent=0.1, name="The drawing")
@@ -137,7 +153,7 @@ def test_image(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
         c = st.columns([2, 1])
         digit = int(c[0].selectbox("Digit", range(10), key="draw_test_class"))
         pool = np.flatnonzero(data.y_test == digit)
-        if c[1].button("🎲 Another", key="draw_test_another") \
+        if c[1].button("Another one", key="draw_test_another") \
                 or st.session_state.get("draw_test_pick_class") != digit:
             st.session_state.draw_test_pick = int(rng.choice(pool))
             st.session_state.draw_test_pick_class = digit
@@ -150,7 +166,7 @@ def test_image(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
             return None, [], ""
         st.caption(f"This model gets {len(wrong):,} of {n:,} test images wrong.")
         key = f"draw_test_wrong_{id(inspector)}"
-        if st.button("🎲 Another misclassified", key="draw_test_wrong") \
+        if st.button("Another misclassified one", key="draw_test_wrong") \
                 or key not in st.session_state:
             st.session_state[key] = int(rng.choice(wrong))
         index = st.session_state[key]
@@ -197,24 +213,28 @@ if digest != st.session_state.draw_last_digest:
 
 with right:
     st.subheader("Prediction")
-    m = st.columns(3)
-    m[0].metric("The model reads", str(result.top))
+    m = st.columns([2, 3, 2])
+    m[0].metric("Digit", str(result.top))
     m[1].metric("Confidence", f"{result.confidence:.1%}")
-    m[2].image(enlarge(digit, 84), width=84, caption="28×28 input")
+    m[2].image(enlarge(digit, 84), width=84, caption="28×28 input", output_format="PNG")
     note = result.uncertainty()
     if note:
         st.warning(note, icon="🤔")
-    probs = pd.DataFrame({"digit": [str(d) for d in range(10)],
-                          "probability": result.probabilities.astype(float)})
-    probs["top"] = probs["digit"] == str(result.top)
-    bars = alt.Chart(probs, title="Probability of each digit").mark_bar().encode(
-        x=alt.X("digit:N", title="digit", sort=None, axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("top:N", scale=alt.Scale(domain=[True, False],
-                                                 range=["#e4572e", "#8fa8c8"]),
-                        legend=None),
-        tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")])
-    st.altair_chart(bars.properties(height=230), width="stretch")
+    chart({"data": {"values": [{"digit": str(d), "probability": float(p),
+                                "top": d == result.top}
+                               for d, p in enumerate(result.probabilities)]},
+           "mark": "bar", "title": "Probability of each digit", "height": 230,
+           "encoding": {
+               "x": {"field": "digit", "type": "nominal", "sort": None, "title": "digit",
+                     "axis": {"labelAngle": 0}},
+               "y": {"field": "probability", "type": "quantitative", "title": "probability",
+                     "scale": {"domain": [0, 1]}},
+               "color": {"field": "top", "type": "nominal", "legend": None,
+                         "scale": {"domain": [True, False],
+                                   "range": ["#e4572e", "#8fa8c8"]}},
+               "tooltip": [{"field": "digit", "type": "nominal"},
+                           {"field": "probability", "type": "quantitative",
+                            "format": ".2%"}]}})
     prep = (f"preprocessing {st.session_state.get('draw_prep_ms', 0):.1f} ms · "
             if steps else "")
     st.caption(f"Update {st.session_state.draw_updates} · {source_label} · {prep}"
@@ -248,11 +268,10 @@ if expl.occlusion is not None:
     panels.append((f"Occlusion: drop in p({target})", overlay(digit, expl.occlusion, 6)))
 cols = st.columns(4)
 for col, (title, img) in zip(cols, panels):
-    col.image(img, caption=title, width=168)
+    col.image(img, caption=title, width=168, output_format="PNG")
 if expl.gradcam is None:
     st.caption("Grad-CAM needs a convolutional layer; this model has none.")
-st.altair_chart(legend(0.0, 1.0, "heat", "importance (relative to the largest)"),
-                width="content")
+legend(0.0, 1.0, "heat", "importance (relative to the largest)")
 
 # -- robustness probe --------------------------------------------------------------------
 st.subheader("Robustness probe")
@@ -265,7 +284,7 @@ for (name, img), p in zip(variants, vprobs):
     tiles.append(enlarge(img, 84))
     mark = "" if int(p.argmax()) == result.top else " ⚠️"
     captions.append(f"{name}: {int(p.argmax())} ({p.max():.0%}){mark}")
-st.image(tiles, caption=captions, width=84)
+st.image(tiles, caption=captions, width=84, output_format="PNG")
 
 # -- feature maps ------------------------------------------------------------------------
 spatial = inspector.views("conv", "pool")
@@ -274,49 +293,57 @@ if not spatial:
     st.caption("This model has no convolution or pooling layers: see the dense layers "
                "below.")
 else:
-    shared = st.radio("Colour scale", ("Shared by the layer's maps", "Each map on its own"),
-                      horizontal=True, key="draw_fm_scale") == "Shared by the layer's maps"
-    tabs = st.tabs([f"{v.name} · {v.type} {'×'.join(map(str, v.shape))}" for v in spatial])
-    for tab, view in zip(tabs, spatial):
-        with tab:
-            maps = np.moveaxis(result.activations[view.name], -1, 0)   # (C, h, w)
-            n = len(maps)
-            first = 0
-            if n > MAX_MAPS:
-                pages = [f"{i}–{min(i + MAX_MAPS, n) - 1}" for i in range(0, n, MAX_MAPS)]
-                page = st.selectbox("Channels", pages, key=f"draw_fm_page_{view.name}")
-                first = pages.index(page) * MAX_MAPS
-            shown = maps[first:first + MAX_MAPS]
-            scale = max(1, 84 // max(shown.shape[1:]))
-            if shared:
-                lo, hi = float(maps.min()), float(maps.max())
-                imgs = [colorize(mp, lo, hi, "viridis", scale) for mp in shown]
-            else:
-                imgs = [colorize(mp, float(mp.min()), float(mp.max()), "viridis", scale)
-                        for mp in shown]
-            st.image(tile_grid(np.stack(imgs), cols=8), width="content",
-                     caption=f"{view.name}: channels {first}–{first + len(shown) - 1} of "
-                             f"{n}, left to right, top to bottom")
-            if shared:
-                st.altair_chart(legend(lo, hi, "viridis", f"{view.name} activation"),
-                                width="content")
-            else:
-                st.altair_chart(legend(0.0, 1.0, "viridis",
-                                       "each map from its own minimum (0) to maximum (1)"),
-                                width="content")
+    c = st.columns([3, 2])
+    names = [v.name for v in spatial]
+    picked = c[0].radio("Layer", names, horizontal=True, key="draw_fm_layer",
+                        format_func=lambda n: next(f"{v.name} ({v.type} "
+                                                   f"{'×'.join(map(str, v.shape))})"
+                                                   for v in spatial if v.name == n))
+    shared = c[1].radio("Colour scale", ("Shared by the layer's maps",
+                                         "Each map on its own"), horizontal=True,
+                        key="draw_fm_scale") == "Shared by the layer's maps"
+    view = next(v for v in spatial if v.name == picked)
+    maps = np.moveaxis(result.activations[view.name], -1, 0)           # (C, h, w)
+    n = len(maps)
+    first = 0
+    if n > MAX_MAPS:
+        pages = [f"{i}–{min(i + MAX_MAPS, n) - 1}" for i in range(0, n, MAX_MAPS)]
+        page = st.radio("Channels", pages, horizontal=True, key=f"draw_fm_page_{view.name}")
+        first = pages.index(page) * MAX_MAPS
+    shown = maps[first:first + MAX_MAPS]
+    scale = max(1, 84 // max(shown.shape[1:]))
+    if shared:
+        lo, hi = float(maps.min()), float(maps.max())
+        imgs = [colorize(mp, lo, hi, "viridis", scale) for mp in shown]
+    else:
+        imgs = [colorize(mp, float(mp.min()), float(mp.max()), "viridis", scale)
+                for mp in shown]
+    st.image(tile_grid(np.stack(imgs), cols=8), width="content", output_format="PNG",
+             caption=f"{view.name}: channels {first}–{first + len(shown) - 1} of {n}, left "
+                     f"to right, top to bottom")
+    if shared:
+        legend(lo, hi, "viridis", f"{view.name} activation (shared scale)")
+    else:
+        legend(0.0, 1.0, "viridis", "each map from its own minimum (0) to maximum (1)")
 
 # -- dense layers ------------------------------------------------------------------------
-dense = inspector.views("dense")[:-1] if inspector.views("dense") else []
+dense = inspector.views("dense")[:-1]
 if dense:
     st.subheader("Dense layers")
     for view in dense:
         values = np.asarray(result.activations[view.name], float).ravel()
-        df = pd.DataFrame({"unit": np.arange(len(values)), "activation": values})
-        strip = alt.Chart(df, title=f"{view.name} · {len(values)} units").mark_bar().encode(
-            x=alt.X("unit:Q", title="unit", scale=alt.Scale(domain=[0, len(values)])),
-            y=alt.Y("activation:Q", title="activation"),
-            tooltip=["unit", alt.Tooltip("activation:Q", format=".3f")])
-        st.altair_chart(strip.properties(height=110), width="stretch")
+        chart({"data": {"values": [{"unit": i, "activation": float(v)}
+                                   for i, v in enumerate(values)]},
+               "mark": "bar", "title": f"{view.name} · {len(values)} units",
+               "height": 100, "autosize": {"type": "pad"},
+               "encoding": {
+                   "x": {"field": "unit", "type": "quantitative", "title": "unit",
+                         "scale": {"domain": [-0.5, len(values) - 0.5], "nice": False}},
+                   "y": {"field": "activation", "type": "quantitative",
+                         "title": "activation"},
+                   "tooltip": [{"field": "unit", "type": "quantitative"},
+                               {"field": "activation", "type": "quantitative",
+                                "format": ".3f"}]}})
 
 # -- filters -----------------------------------------------------------------------------
 convs = inspector.views("conv")
@@ -324,31 +351,35 @@ if convs:
     st.subheader("Filters")
     st.caption("Each small square is one filter's weights: red adds to the feature map, "
                "blue subtracts, white is zero.")
-    tabs = st.tabs([f"{v.name} · {v.shape[-1]} filters" for v in convs])
-    for tab, view in zip(tabs, convs):
-        with tab:
-            kernel = inspector.conv_kernel(view.name)               # (k, k, in, out)
-            k, _, n_in, n_out = kernel.shape
-            channel = None
-            if n_in > 1:
-                options = ["mean over inputs"] + [str(i) for i in range(n_in)]
-                pick = st.selectbox(f"Input channel (of {n_in})", options,
-                                    key=f"draw_filt_ch_{view.name}")
-                channel = None if pick == options[0] else int(pick)
-            first = 0
-            if n_out > 2 * MAX_MAPS:
-                pages = [f"{i}–{min(i + 2 * MAX_MAPS, n_out) - 1}"
-                         for i in range(0, n_out, 2 * MAX_MAPS)]
-                page = st.selectbox("Filters", pages, key=f"draw_filt_page_{view.name}")
-                first = pages.index(page) * 2 * MAX_MAPS
-            images = filter_images(kernel, channel)[first:first + 2 * MAX_MAPS]
-            bound = float(np.abs(images).max()) or 1.0
-            scale = max(1, 48 // k)
-            tiles = np.stack([colorize(f, -bound, bound, "diverging", scale) for f in images])
-            which = "mean over input channels" if channel is None and n_in > 1 else (
-                f"input channel {channel}" if channel is not None else "the input image")
-            st.image(tile_grid(tiles, cols=16, pad=3), width="content",
-                     caption=f"{view.name}: {k}×{k} weights of filters {first}–"
-                             f"{first + len(images) - 1} seen by {which}")
-            st.altair_chart(legend(-bound, bound, "diverging", "weight (0 = white)"),
-                            width="content")
+    c = st.columns([3, 2])
+    picked = c[0].radio("Layer", [v.name for v in convs], horizontal=True,
+                        key="draw_filt_layer",
+                        format_func=lambda n: f"{n} ({inspector.conv_kernel(n).shape[-1]} "
+                                              "filters)")
+    kernel = inspector.conv_kernel(picked)                              # (k, k, in, out)
+    k, _, n_in, n_out = kernel.shape
+    channel = None
+    if n_in > 1:
+        options = ["mean over inputs"] + [str(i) for i in range(n_in)]
+        pick = c[1].selectbox(f"Input channel (of {n_in})", options,
+                              key=f"draw_filt_ch_{picked}")
+        channel = None if pick == options[0] else int(pick)
+    first, per_page = 0, 2 * MAX_MAPS
+    if n_out > per_page:
+        pages = [f"{i}–{min(i + per_page, n_out) - 1}" for i in range(0, n_out, per_page)]
+        page = st.radio("Filters", pages, horizontal=True, key=f"draw_filt_page_{picked}")
+        first = pages.index(page) * per_page
+    images = filter_images(kernel, channel)[first:first + per_page]
+    bound = float(np.abs(images).max()) or 1.0
+    tiles = np.stack([colorize(f, -bound, bound, "diverging", max(1, 36 // k))
+                      for f in images])
+    which = ("the input image" if n_in == 1 else "the mean over input channels"
+             if channel is None else f"input channel {channel}")
+    st.image(tile_grid(tiles, cols=16 if k < 5 else 8, pad=3), width="content",
+             output_format="PNG",
+             caption=f"{picked}: {k}×{k} weights of filters {first}–"
+                     f"{first + len(images) - 1}, as seen by {which}")
+    legend(-bound, bound, "diverging", "weight (0 = white)")
+
+st.caption(f"Server time for this page: {(time.perf_counter() - PAGE_START) * 1000:.0f} ms "
+           "(preprocessing, model, explanations, probe, maps and charts).")

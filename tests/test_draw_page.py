@@ -105,13 +105,17 @@ def test_sent_digit_shows_prediction_and_every_section(page, tiny, mnist):
     assert_clean(page)
     assert not page.error
     metrics = {m.label: m.value for m in page.metric}
-    assert metrics["The model reads"] == str(mnist.y_test[index])
+    assert metrics["Digit"] == str(mnist.y_test[index])
     assert metrics["Confidence"].endswith("%")
     assert_sections(page)
     assert "sent from another page" in texts(page.info)
     assert "one compiled call" in texts(page.caption)
     # feature-map paging (40 channels -> two pages) and per-map scaling
-    page.selectbox(key="draw_fm_page_conv2").set_value("32–39").run()
+    for layer in ("conv1", "maxpool1", "conv2", "maxpool2"):
+        page.radio(key="draw_fm_layer").set_value(layer).run()
+        assert_clean(page)
+    page.radio(key="draw_fm_layer").set_value("conv2").run()
+    page.radio(key="draw_fm_page_conv2").set_value("32–39").run()
     page.radio(key="draw_fm_scale").set_value("Each map on its own").run()
     assert_clean(page)
     # explanations: another class, SmoothGrad, occlusion
@@ -120,6 +124,7 @@ def test_sent_digit_shows_prediction_and_every_section(page, tiny, mnist):
     page.checkbox(key="draw_occlusion").check().run()
     assert_clean(page)
     # filters of a deeper layer, by input channel
+    page.radio(key="draw_filt_layer").set_value("conv2").run()
     page.selectbox(key="draw_filt_ch_conv2").set_value("5").run()
     assert_clean(page)
     # back to drawing
@@ -131,13 +136,13 @@ def test_sent_digit_shows_prediction_and_every_section(page, tiny, mnist):
 
 def test_test_set_pick_by_index_class_and_misclassified(page, tiny, mnist):
     page.run()
-    page.radio(key="draw_source").set_value("🎯 Test set").run()
+    page.radio(key="draw_source").set_value("Test set").run()
     assert_clean(page)
     index = tiny[2][3]
     page.number_input(key="draw_test_index").set_value(index).run()
     assert_clean(page)
     metrics = {m.label: m.value for m in page.metric}
-    assert metrics["The model reads"] == str(mnist.y_test[index])
+    assert metrics["Digit"] == str(mnist.y_test[index])
     assert f"true label **{mnist.y_test[index]}**" in texts(page.caption)
     assert_sections(page)
 
@@ -154,7 +159,7 @@ def test_test_set_pick_by_index_class_and_misclassified(page, tiny, mnist):
     metrics = {m.label: m.value for m in page.metric}
     shown = [c.value for c in page.caption if "true label" in c.value][0]
     true = shown.split("true label **")[1][0]
-    assert metrics["The model reads"] != true       # a misclassified one indeed
+    assert metrics["Digit"] != true       # a misclassified one indeed
     page.button(key="draw_test_wrong").click().run()
     assert_clean(page)
 
@@ -222,7 +227,7 @@ def test_hostile_uploads_are_refused_or_handled_with_a_sentence(page, tiny, mnis
     index = tiny[2][1]
     label = str(mnist.y_test[index])
     page.run()
-    page.radio(key="draw_source").set_value("📁 Upload").run()
+    page.radio(key="draw_source").set_value("Upload").run()
     assert_clean(page)
     problems = []
     for name, data, outcome, phrase in hostile_files(mnist.x_test[index]):
@@ -242,7 +247,7 @@ def test_hostile_uploads_are_refused_or_handled_with_a_sentence(page, tiny, mnis
             if phrase not in infos or metrics or errors:
                 problems.append(f"{name}: expected the hint {phrase!r}, got {infos!r}")
         else:
-            if errors or metrics.get("The model reads") != label:
+            if errors or metrics.get("Digit") != label:
                 problems.append(f"{name}: expected {label}, got errors={errors!r} "
                                 f"metrics={metrics}")
             elif "Preprocessing, the MNIST way" not in [h.value for h in page.subheader]:
