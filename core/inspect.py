@@ -95,6 +95,7 @@ class Explanation:
     gradcam: np.ndarray | None
     gradcam_layer: str | None
     occlusion: np.ndarray | None = None
+    gradcam_method: str = "Grad-CAM"   # "HiResCAM" when Grad-CAM is flat for this digit
 
 
 # -- the inspector -----------------------------------------------------------------------
@@ -147,8 +148,8 @@ class Inspector:
         convs = [layer for layer in layers if type(layer).__name__ in CONV_TYPES]
         self.gradcam_layer = convs[-1].name if convs else None
         self._names = [layer.name for layer in layers]
-        self.feature_model = keras.Model(model.inputs, outputs,
-                                         name=f"{model.name}_features")
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        self.feature_model = keras.Model(inputs, outputs, name=f"{model.name}_features")
         self._lock = threading.Lock()
         self._misclassified: np.ndarray | None = None
         signature = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)]
@@ -245,14 +246,19 @@ class Inspector:
                                          tf.constant(int(target)))
         saliency = np.abs(np.asarray(grad_x)).mean(axis=0)[..., 0]
         saliency = _unit(saliency)
-        cam = None
+        cam, method = None, "Grad-CAM"
         if self.gradcam_layer is not None:
             a, g = np.asarray(fmap)[0], np.asarray(grad_a)[0]
-            weights = g.mean(axis=(0, 1))
-            cam = np.maximum((a * weights).sum(axis=-1), 0.0)
+            cam = np.maximum((a * g.mean(axis=(0, 1))).sum(axis=-1), 0.0)
+            if cam.max(initial=0.0) <= 0.0:
+                # Grad-CAM's channel-averaged weights can cancel out to a map that is
+                # negative everywhere; HiResCAM (gradient × activation per position)
+                # keeps the spatial detail and is never flat where the score depends.
+                cam = np.maximum((a * g).sum(axis=-1), 0.0)
+                method = "HiResCAM"
             cam = _unit(_upsample(cam, x.shape[1:3]))
         occ = self.occlusion(digit, target) if occlusion else None
-        return Explanation(int(target), saliency, cam, self.gradcam_layer, occ)
+        return Explanation(int(target), saliency, cam, self.gradcam_layer, occ, method)
 
     def occlusion(self, digit: np.ndarray, target: int, patch: int = 6,
                   stride: int = 2) -> np.ndarray:

@@ -262,7 +262,7 @@ expl = inspector.explain(digit, target, smooth=16 if smooth else 0, occlusion=oc
 panels = [("Input", enlarge(np.repeat(digit[..., None], 3, axis=2), 168)),
           (f"Gradient saliency for {target}", overlay(digit, expl.saliency, 6))]
 if expl.gradcam is not None:
-    panels.append((f"Grad-CAM on {expl.gradcam_layer} for {target}",
+    panels.append((f"{expl.gradcam_method} on {expl.gradcam_layer} for {target}",
                    overlay(digit, expl.gradcam, 6)))
 if expl.occlusion is not None:
     panels.append((f"Occlusion: drop in p({target})", overlay(digit, expl.occlusion, 6)))
@@ -271,6 +271,9 @@ for col, (title, img) in zip(cols, panels):
     col.image(img, caption=title, width=168, output_format="PNG")
 if expl.gradcam is None:
     st.caption("Grad-CAM needs a convolutional layer; this model has none.")
+elif expl.gradcam_method == "HiResCAM":
+    st.caption("Grad-CAM is flat for this digit (its channel-averaged weights cancel out), "
+               "so HiResCAM — gradient × activation at each position — is shown instead.")
 legend(0.0, 1.0, "heat", "importance (relative to the largest)")
 
 # -- robustness probe --------------------------------------------------------------------
