@@ -366,7 +366,7 @@ def robustness_variants(digit: np.ndarray, seed: int = 0) -> list[tuple[str, np.
         out.append((f"rotate {angle:+d}°", np.asarray(rotated, np.uint8)))
     rng = np.random.default_rng(seed)
     noisy = digit.astype(np.float32) + rng.normal(0, 0.25 * 255, digit.shape)
-    out.append(("noise σ 0.25", np.clip(noisy, 0, 255).astype(np.uint8)))
+    out.append(("noise sd 0.25", np.clip(noisy, 0, 255).astype(np.uint8)))
     speckled = digit.copy()
     flips = rng.random(digit.shape)
     speckled[flips < 0.05] = 255
@@ -447,3 +447,36 @@ def enlarge(image: np.ndarray, target: int = 112) -> np.ndarray:
     image = np.asarray(image)
     factor = max(1, target // max(image.shape[:2]))
     return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
+
+
+def labelled_grid(tiles: list[np.ndarray], labels: list[tuple[str, str]],
+                  alert: list[bool], cols: int = 6, side: int = 84) -> np.ndarray:
+    """Gray digit tiles in one RGB image, each with two lines of text underneath (e.g.
+    the variant and the prediction); ``alert`` tiles get a red second line and frame.
+    One image instead of many keeps a page's per-stroke media requests down."""
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
+
+    try:
+        font = ImageFont.load_default(size=12)
+    except (TypeError, OSError):            # Pillow without FreeType: the bitmap font
+        font = ImageFont.load_default()
+    pad, text_h = 12, 32
+    rows = -(-len(tiles) // cols)
+    width = cols * (side + pad) + pad
+    height = rows * (side + text_h + pad) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, (top, bottom), bad) in enumerate(zip(tiles, labels, alert)):
+        r, c = divmod(i, cols)
+        x, y = pad + c * (side + pad), pad + r * (side + text_h + pad)
+        img = Image.fromarray(np.asarray(tile, np.uint8)).convert("RGB") \
+            .resize((side, side), Image.Resampling.NEAREST)
+        canvas.paste(img, (x, y))
+        if bad:
+            draw.rectangle((x - 2, y - 2, x + side + 1, y + side + 1), outline=(214, 39, 40),
+                           width=2)
+        draw.text((x + side / 2, y + side + 3), top, fill=(80, 80, 80), font=font,
+                  anchor="ma")
+        draw.text((x + side / 2, y + side + 17), bottom, font=font, anchor="ma",
+                  fill=(214, 39, 40) if bad else (20, 20, 20))
+    return np.asarray(canvas)

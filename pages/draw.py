@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.errors import LayerLabError
 from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
-                          inspector_for, overlay, robustness_variants, tile_grid)
+                          inspector_for, labelled_grid, overlay, robustness_variants,
+                          tile_grid)
 from core.preprocess import EmptyDrawing, Step, as_digit, preprocess
 from pages.common import init_session, load_choice, mnist, model_choices, show_error
 
@@ -87,9 +88,18 @@ def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
     """The current 28×28 digit (None with a hint shown), its steps and a label."""
     sent = st.session_state.get("draw_image")
     if sent is not None:
-        st.info("Showing the digit sent from another page.", icon="📨")
+        index = st.session_state.get("draw_image_index")
+        where = ""
+        if isinstance(index, int):
+            try:
+                where = (f" — test image #{index}, true label "
+                         f"**{int(mnist().y_test[index])}**")
+            except (LayerLabError, IndexError):
+                where = f" — test image #{index}"
+        st.info(f"Showing the digit sent from another page{where}.", icon="📨")
         if st.button("Draw my own instead", key="draw_forget_sent"):
             st.session_state.draw_image = None
+            st.session_state.pop("draw_image_index", None)
             st.rerun()
         try:
             return as_digit(sent), [], "sent digit"
@@ -280,14 +290,18 @@ legend(0.0, 1.0, "heat", "importance (relative to the largest)")
 st.subheader("Robustness probe")
 variants = robustness_variants(digit)
 vprobs = inspector.probabilities(np.stack([img for _, img in variants]))
-kept = int((vprobs[1:].argmax(axis=1) == result.top).sum())
-st.caption(f"{kept} of {len(variants) - 1} variants are still read as {result.top}.")
-tiles, captions = [], []
-for (name, img), p in zip(variants, vprobs):
-    tiles.append(enlarge(img, 84))
-    mark = "" if int(p.argmax()) == result.top else " ⚠️"
-    captions.append(f"{name}: {int(p.argmax())} ({p.max():.0%}){mark}")
-st.image(tiles, caption=captions, width=84, output_format="PNG")
+reads = vprobs.argmax(axis=1)
+changed = [f"{name} (→ {int(r)})" for (name, _), r in zip(variants[1:], reads[1:])
+           if r != result.top]
+st.caption(f"{len(variants) - 1 - len(changed)} of {len(variants) - 1} variants are still "
+           f"read as {result.top}."
+           + (f" It changes its mind on: {', '.join(changed)}." if changed else ""))
+st.image(labelled_grid([img for _, img in variants],
+                       [(name, f"reads {int(r)} ({p.max():.0%})")
+                        for (name, _), r, p in zip(variants, reads, vprobs)],
+                       [bool(r != result.top) for r in reads], cols=6),
+         width="content", output_format="PNG",
+         caption="Each variant with the model's reading; red: a different digit.")
 
 # -- feature maps ------------------------------------------------------------------------
 spatial = inspector.views("conv", "pool")

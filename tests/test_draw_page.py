@@ -100,7 +100,8 @@ def test_page_is_in_navigation_and_hints_before_drawing(page):
 
 def test_sent_digit_shows_prediction_and_every_section(page, tiny, mnist):
     index = tiny[2][0]
-    page.session_state["draw_image"] = mnist.x_test[index]
+    page.session_state["draw_image"] = mnist.x_test[index]      # as the Errors page does
+    page.session_state["draw_image_index"] = index
     page.run()
     assert_clean(page)
     assert not page.error
@@ -108,7 +109,8 @@ def test_sent_digit_shows_prediction_and_every_section(page, tiny, mnist):
     assert metrics["Digit"] == str(mnist.y_test[index])
     assert metrics["Confidence"].endswith("%")
     assert_sections(page)
-    assert "sent from another page" in texts(page.info)
+    assert (f"sent from another page — test image #{index}, true label "
+            f"**{mnist.y_test[index]}**") in texts(page.info)
     assert "one compiled call" in texts(page.caption)
     # feature-map paging (40 channels -> two pages) and per-map scaling
     for layer in ("conv1", "maxpool1", "conv2", "maxpool2"):

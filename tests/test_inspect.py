@@ -10,8 +10,8 @@ import pytest
 
 from core.errors import LayerLabError
 from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
-                          inspector_for, lut, on_worker, overlay, robustness_variants,
-                          tile_grid, to_input)
+                          inspector_for, labelled_grid, lut, on_worker, overlay,
+                          robustness_variants, tile_grid, to_input)
 from core.spec import ModelSpec
 
 SPEC = ModelSpec("inspect_cnn", [
@@ -231,7 +231,7 @@ def test_robustness_variants(mnist):
     variants = robustness_variants(x)
     labels = [name for name, _ in variants]
     assert labels[0] == "original" and len(variants) == 11
-    assert {"shift left 4", "rotate +30°", "noise σ 0.25"} <= set(labels)
+    assert {"shift left 4", "rotate +30°", "noise sd 0.25"} <= set(labels)
     by = dict(variants)
     np.testing.assert_array_equal(by["shift right 4"][:, 4:], x[:, :-4])
     np.testing.assert_array_equal(by["shift up 4"][:-4], x[4:])
@@ -239,7 +239,7 @@ def test_robustness_variants(mnist):
         assert img.shape == (28, 28) and img.dtype == np.uint8, name
     assert abs(int(by["rotate +15°"].astype(int).sum()) - int(x.astype(int).sum())) \
         < 0.1 * x.astype(int).sum()
-    np.testing.assert_array_equal(robustness_variants(x)[9][1], by["noise σ 0.25"])
+    np.testing.assert_array_equal(robustness_variants(x)[9][1], by["noise sd 0.25"])
 
 
 def test_colour_helpers():
@@ -255,6 +255,12 @@ def test_colour_helpers():
     assert grid.shape == (3 * 5 + 2 * 2, 4 * 5 + 3 * 2, 3)
     assert enlarge(np.zeros((28, 28)), 112).shape == (112, 112)
     assert enlarge(np.zeros((300, 300)), 112).shape == (300, 300)
+    tiles = [np.full((28, 28), 255, np.uint8)] * 7
+    grid = labelled_grid(tiles, [("a", "b")] * 7, [False] * 6 + [True], cols=6, side=84)
+    pad = 12
+    assert grid.shape == (2 * (84 + 32 + pad) + pad, 6 * (84 + pad) + pad, 3)
+    top = pad + (84 + 32 + pad) - 2                             # row 2's frame, top edge
+    assert tuple(grid[top, pad + 40]) == (214, 39, 40)          # the alert frame is red
     over = overlay(np.full((28, 28), 255, np.uint8), np.zeros((28, 28)), scale=2)
     assert over.shape == (56, 56, 3) and over.max() < 255        # the digit is dimmed
 
