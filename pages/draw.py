@@ -13,14 +13,14 @@ from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, fil
                           inspector_for, labelled_grid, overlay, robustness_variants,
                           tile_grid)
 from core.preprocess import EmptyDrawing, Step, as_digit, preprocess
-from pages.common import init_session, load_choice, mnist, model_choices, show_error
+from pages.common import load_choice, mnist, model_choices, page_guard, show_error
 
 PAGE_START = time.perf_counter()
 CANVAS_SIDE = 280
 MAX_MAPS = 32                 # feature maps / filters shown at a time
 SOURCES = ("Draw", "Upload", "Test set")
 
-init_session()   # also when a fresh server's first request deep-links here (v1 pages mode)
+page_guard()
 st.session_state.setdefault("draw_updates", 0)
 st.session_state.setdefault("draw_last_digest", "")
 
