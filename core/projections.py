@@ -5,7 +5,9 @@ number of points, seed, method parameters, and for a layer the model's weights);
 :meth:`~ProjectionRequest.key` names the ``.npz`` file under
 ``$LAYERLAB_HOME/cache/projections`` that keeps the result, so re-opening a map is one
 small file read. :func:`submit` computes a map in a background thread (one at a time per
-process, shared by every session asking for the same key) and reports its progress.
+process, shared by every session asking for the same key) and reports its progress; the
+t-SNE and UMAP fits themselves run in a long-lived child process (:class:`EmbeddingWorker`)
+because their compiled loops hold the GIL for seconds and would freeze the server.
 
 t-SNE is openTSNE's FFT-accelerated implementation with a shortened schedule (see
 :data:`TSNE_SCHEDULE`); openTSNE and umap-learn are imported only when used.
@@ -15,12 +17,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import pickle
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -320,39 +326,183 @@ def load_projection(key: str, cache_dir: Path | None = None) -> Projection | Non
 
 # -- computing ------------------------------------------------------------------------------
 
+def _worker_loop(tasks: BinaryIO, events: BinaryIO) -> None:
+    """The embedding process: runs t-SNE and UMAP fits and keeps fitted UMAP maps.
+
+    Pickled tasks arrive on ``tasks``: ``("tsne"|"umap", key, features, params)`` or
+    ``("place", key, features)``; pickled events go back on ``events``:
+    ``("progress", fraction, message)``, ``("done", array)`` or ``("error", sentence)``.
+    """
+    fitted: dict[str, Any] = {}
+
+    def send(event: tuple) -> None:
+        pickle.dump(event, events, protocol=pickle.HIGHEST_PROTOCOL)
+        events.flush()
+
+    while True:
+        try:
+            task = pickle.load(tasks)
+        except EOFError:                     # the server went away
+            return
+        try:
+            kind, key, feats = task[0], task[1], task[2]
+            if kind == "place":
+                if key not in fitted:
+                    send(("error", "This map is no longer in memory; fit it again."))
+                else:
+                    send(("done", np.asarray(fitted[key].transform(feats), np.float32)))
+                continue
+            params = task[3]
+
+            def report(fraction: float, message: str) -> None:
+                send(("progress", fraction, message))
+
+            if kind == "tsne":
+                emb = tsne_embedding(feats, params["perplexity"], params["seed"], report)
+            else:
+                report(0.2, "UMAP: neighbours, then the layout (it reports no finer progress)")
+                reducer = fit_umap(feats, params["n_neighbors"], params["min_dist"],
+                                   params["seed"])
+                fitted.pop(key, None)
+                fitted[key] = reducer
+                while len(fitted) > MAX_FITTED:
+                    fitted.pop(next(iter(fitted)))
+                emb = reducer.embedding_
+            send(("done", np.asarray(emb, np.float32)))
+        except Exception as exc:  # noqa: BLE001 - sent back as a sentence
+            send(("error", f"The map could not be computed ({type(exc).__name__}: {exc})."))
+
+
+class EmbeddingWorker:
+    """One long-lived child process (``python -m core.projections``) that runs the t-SNE
+    and UMAP fits and keeps UMAP's fitted maps for :meth:`place`.
+
+    Their numba and Cython loops hold Python's GIL for seconds at a time; in a separate
+    process they never stall the server. A plain subprocess (not ``multiprocessing``)
+    so the child never re-imports the caller's main script — under Streamlit that is
+    the app itself. The child imports no TensorFlow; its imports and numba compilations
+    are paid once per server. Calls are serialised.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self.generation = 0                   # bumps when a new child starts
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child process is running (and so keeps its fitted maps)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.alive else None
+
+    def _ensure(self) -> subprocess.Popen:
+        if self.alive:
+            return self._proc
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._proc = subprocess.Popen([sys.executable, "-m", "core.projections"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      cwd=root, env=env)
+        self.generation += 1
+        return self._proc
+
+    def _call(self, task: tuple, progress: Progress) -> np.ndarray:
+        proc = self._ensure()
+        try:
+            pickle.dump(task, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.flush()
+            while True:
+                event = pickle.load(proc.stdout)
+                if event[0] == "progress":
+                    progress(event[1], event[2])
+                elif event[0] == "done":
+                    return event[1]
+                else:
+                    raise LayerLabError(event[1])
+        except (EOFError, OSError, pickle.UnpicklingError):
+            proc.kill()
+            self._proc = None
+            raise LayerLabError("The process computing the map stopped (probably out of "
+                                "memory). Try fewer points.") from None
+
+    def embed(self, method: str, key: str, features: np.ndarray, params: dict[str, Any],
+              progress: Progress = _quiet) -> tuple[np.ndarray, int]:
+        """``(embedding, generation)`` of ``features`` by t-SNE or UMAP in the child."""
+        with self._lock:
+            emb = self._call((method, key, np.ascontiguousarray(features, np.float32),
+                              params), progress)
+            return emb, self.generation
+
+    def place(self, key: str, features: np.ndarray, generation: int,
+              wait_s: float = 2.0) -> np.ndarray:
+        """``UMAP.transform`` of ``features`` on the map fitted for ``key``."""
+        if not self._lock.acquire(timeout=wait_s):
+            raise LayerLabError("Another map is being computed; place the digit once it "
+                                "is done.")
+        try:
+            if generation != self.generation or not self.alive:
+                raise LayerLabError("This map is no longer in memory; fit it again.")
+            return self._call(("place", key, np.ascontiguousarray(features, np.float32)),
+                              _quiet)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Stop the child process (it also ends when the server's pipe closes)."""
+        with self._lock:
+            if self.alive:
+                self._proc.stdin.close()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+            self._proc = None
+
+
+WORKER = EmbeddingWorker()
+
+
 @dataclass
 class FittedMap:
-    """What :meth:`place` needs to put a new image on an existing UMAP map."""
+    """A UMAP map kept in the embedding process, ready to place new images on it."""
 
+    key: str
     reduction: LinearReduction | None
-    reducer: Any
     layer: str | None
+    generation: int
 
     def place(self, image: np.ndarray, model=None) -> np.ndarray:
         """2-D coordinates of one uint8 image ``(28, 28)`` via ``UMAP.transform``."""
         feats = source_features(np.asarray(image)[None], model, self.layer)
         if self.reduction is not None:
             feats = self.reduction.apply(feats)
-        return np.asarray(self.reducer.transform(feats), np.float32)[0]
+        return WORKER.place(self.key, feats, self.generation)[0]
 
 
 _fitted: dict[str, FittedMap] = {}
 _lock = threading.Lock()
-MAX_FITTED = 2            # fitted UMAP maps kept in memory for placing drawn digits
+MAX_FITTED = 2            # fitted UMAP maps kept for placing drawn digits
 
 
-def _remember(key: str, fitted: FittedMap) -> None:
+def _remember(fitted: FittedMap) -> None:
     with _lock:
-        _fitted.pop(key, None)
-        _fitted[key] = fitted
+        _fitted.pop(fitted.key, None)
+        _fitted[fitted.key] = fitted
         while len(_fitted) > MAX_FITTED:
             _fitted.pop(next(iter(_fitted)))
 
 
 def fitted_map(key: str) -> FittedMap | None:
-    """The UMAP map fitted for ``key`` in this process, if it is still kept."""
+    """The UMAP map fitted for ``key``, if the embedding process still keeps it."""
     with _lock:
-        return _fitted.get(key)
+        found = _fitted.get(key)
+    if found is None or found.generation != WORKER.generation or not WORKER.alive:
+        return None
+    return found
 
 
 def resolve(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
@@ -366,9 +516,12 @@ def resolve(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
     return request, idx, key
 
 
-def _embed(request: ProjectionRequest, feats: np.ndarray, progress: Progress
+def _embed(request: ProjectionRequest, key: str, feats: np.ndarray, progress: Progress
            ) -> tuple[np.ndarray, np.ndarray | None, FittedMap | None]:
-    """``(embedding, explained variance or None, fitted UMAP map or None)``."""
+    """``(embedding, explained variance or None, fitted UMAP map or None)``.
+
+    PCA runs here; t-SNE and UMAP run in the embedding process (:data:`WORKER`).
+    """
     if request.method == "pca":
         progress(0.3, "PCA")
         emb, explained = pca_embedding(feats, request.seed)
@@ -376,12 +529,13 @@ def _embed(request: ProjectionRequest, feats: np.ndarray, progress: Progress
     progress(0.1, "Reducing to 50 principal components")
     reduction = fit_pca(feats, PCA_DIMS, request.seed) if feats.shape[1] > PCA_DIMS else None
     reduced = reduction.apply(feats) if reduction is not None else feats
-    if request.method == "tsne":
-        return tsne_embedding(reduced, request.perplexity, request.seed, progress), None, None
-    progress(0.2, "UMAP: neighbours, then the layout (it reports no finer progress)")
-    reducer = fit_umap(reduced, request.n_neighbors, request.min_dist, request.seed)
-    return (np.asarray(reducer.embedding_, np.float32), None,
-            FittedMap(reduction, reducer, request.layer))
+    params = {"seed": request.seed, "perplexity": request.perplexity,
+              "n_neighbors": request.n_neighbors, "min_dist": request.min_dist}
+    progress(0.12, "Starting the embedding process")
+    emb, generation = WORKER.embed(request.method, key, reduced, params, progress)
+    fitted = FittedMap(key, reduction, request.layer, generation) \
+        if request.method == "umap" else None
+    return emb, None, fitted
 
 
 def compute_projection(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
@@ -401,11 +555,11 @@ def compute_projection(request: ProjectionRequest, images: np.ndarray, labels: n
     t0 = time.perf_counter()
     progress(0.02, "Computing the features")
     feats = source_features(images[idx], model, request.layer)
-    emb, explained, fitted = _embed(request, feats, progress)
+    emb, explained, fitted = _embed(request, key, feats, progress)
     proj = Projection(np.asarray(emb, np.float32), idx, np.asarray(labels)[idx], request,
                       key, int(feats.shape[1]), time.perf_counter() - t0, explained)
     if fitted is not None:
-        _remember(key, fitted)
+        _remember(fitted)
     try:
         save_projection(proj, cache_dir)
     except OSError:
@@ -422,8 +576,8 @@ def fit_umap_map(request: ProjectionRequest, images: np.ndarray, labels: np.ndar
     request, idx, key = resolve(request, images, labels, model)
     progress(0.02, "Computing the features")
     feats = source_features(images[idx], model, request.layer)
-    _, _, fitted = _embed(request, feats, progress)
-    _remember(key, fitted)
+    _, _, fitted = _embed(request, key, feats, progress)
+    _remember(fitted)
     progress(1.0, "Map fitted")
     return fitted
 
@@ -502,29 +656,43 @@ def submit(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
            cache_dir: Path | None = None) -> ProjectionJob:
     """Start (or join) the background computation of a map or of a fitted UMAP map.
 
-    Jobs run one at a time per process; asking again for a key already being computed
-    returns the running job instead of starting a second one.
+    Jobs run one at a time per process; asking again for a key that is still queued or
+    running returns that job instead of starting a second one. A finished job leaves the
+    registry at once: its map is in the disk cache, its fitted UMAP in :func:`fitted_map`.
     """
     request, _, key = resolve(request, images, labels, model)
     with _lock:
         job = _jobs.get((kind, key))
-        if job is not None and not (job.done and job.future.exception() is not None):
+        if job is not None:
             return job
         job = ProjectionJob(key, kind)
 
         def work():
             job.started = time.perf_counter()
-            if kind == "fit":
-                return fit_umap_map(request, images, labels, model, job.report)
-            return compute_projection(request, images, labels, model, job.report, cache_dir)
+            try:
+                if kind == "fit":
+                    return fit_umap_map(request, images, labels, model, job.report)
+                return compute_projection(request, images, labels, model, job.report,
+                                          cache_dir)
+            finally:
+                with _lock:
+                    if _jobs.get((kind, key)) is job:
+                        del _jobs[(kind, key)]
 
-        job.future = _executor.submit(work)
         _jobs[(kind, key)] = job
+        job.future = _executor.submit(work)
         return job
 
 
-def forget_job(job: ProjectionJob) -> None:
-    """Drop a finished job from the registry (its result lives in the disk cache)."""
-    with _lock:
-        if _jobs.get((job.kind, job.key)) is job and job.done:
-            del _jobs[(job.kind, job.key)]
+def _serve() -> None:
+    """Entry point of the embedding process: pickles on stdin/stdout, logs on stderr."""
+    # umap-learn imports TensorFlow for ParametricUMAP when it can: seconds and hundreds
+    # of MB this process never needs. Marking it absent makes umap skip that import.
+    sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # stray prints must not corrupt it
+    _worker_loop(sys.stdin.buffer, protocol_out)
+
+
+if __name__ == "__main__":
+    _serve()

@@ -72,10 +72,7 @@ def finished(slot: str):
     job = st.session_state.get(slot)
     if job is None or not job.done:
         return None
-    from core.projections import forget_job
-
     st.session_state[slot] = None
-    forget_job(job)
     try:
         return job.result()
     except LayerLabError as err:

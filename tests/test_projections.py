@@ -130,6 +130,16 @@ def test_umap_deterministic_and_places_a_digit(mnist, tmp_path):
     assert xy.shape == (2,)
     d = np.linalg.norm(a.embedding - xy, axis=1)
     assert (a.labels[np.argsort(d)[:10]] == 7).mean() >= 0.6
+    # the fits ran in the embedding process, not in this one
+    import os
+    import sys
+
+    assert pj.WORKER.alive and pj.WORKER.pid != os.getpid()
+    assert "umap" not in sys.modules
+    pj.WORKER.close()                          # its maps go with it
+    assert pj.fitted_map(a.key) is None
+    with pytest.raises(LayerLabError, match="no longer in memory"):
+        fitted.place(seven)
     idx, dist = pj.nearest_images(mnist.x_train[:5000], seven, k=5)
     assert idx[0] == np.flatnonzero(mnist.y_train == 7)[0] and dist[0] == 0
     assert (np.diff(dist) >= 0).all()
@@ -162,14 +172,20 @@ def test_background_job_reports_and_shares(mnist, tmp_path):
     req = pj.ProjectionRequest(method="pca", n_points=N, seed=7)
     job = pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path)
     same = pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path)
-    assert same is job
+    assert same is job or same.result().from_cache     # joined, or already finished
     proj = job.result()
     assert job.done and job.fraction == 1.0 and proj.embedding.shape == (N, 2)
-    pj.forget_job(job)
-    assert pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path) is not job
-    bad = pj.submit(pj.ProjectionRequest(method="umap", n_points=N), mnist.x_test,
+    later = pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path)
+    assert later is not job and later.result().from_cache
+    fit = pj.submit(pj.ProjectionRequest(method="umap", n_points=N), mnist.x_test,
                     mnist.y_test, kind="fit", cache_dir=tmp_path)
-    assert bad.result().reducer is not None
+    fitted = fit.result()
+    assert pj.fitted_map(fitted.key) is fitted
+    bad = pj.submit(pj.ProjectionRequest(method="pca", n_points=N, layer="dense1",
+                                         model_id="x"), mnist.x_test, mnist.y_test,
+                    cache_dir=tmp_path)
+    with pytest.raises(LayerLabError, match="model"):
+        bad.result()
 
 
 def test_points_in_box():
