@@ -151,7 +151,7 @@ except LayerLabError as err:
     st.stop()
 
 # -- the map: cached, computing, or to compute -----------------------------------------------
-done = finished("proj_job")
+finished("proj_job")            # shows a failed job's sentence; the map is on disk
 proj = load_projection(key)
 if proj is None:
     job = st.session_state.get("proj_job")
