@@ -1,0 +1,66 @@
+"""The shipped pretrained presets load read-only and meet their accuracy on the real test set."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core import pretrained
+from core.data import to_float
+from core.evaluation import evaluate
+from core.presets import PRESETS
+from core.recipe import Recipe
+from core.training import TrainingJob, prepare_data
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_pretrained_file_meets_its_target(name, mnist):
+    preset = PRESETS[name]
+    assert name in pretrained.available(), f"cached_models/{name}.keras is missing"
+    model = pretrained.load_model(name)
+    assert model.count_params() == preset.expected_params
+    ev = evaluate(model, to_float(mnist.x_test), mnist.y_test)
+    assert ev.accuracy >= preset.target_accuracy, (name, ev.accuracy)
+    record = pretrained.load_record(name)
+    assert record.test_accuracy == pytest.approx(ev.accuracy, abs=2e-4)
+    assert np.array_equal(np.array(record.confusion).sum(axis=1),
+                          np.bincount(mnist.y_test, minlength=10))
+    assert record.history["loss"] and len(record.history["loss"]) == record.epochs_done
+    assert record.recipe == preset.recipe.to_dict()
+
+
+def test_seed_figures_reproduced():
+    mlp = pretrained.load_record("warmup_mlp")
+    assert abs(mlp.test_accuracy - 0.9734) <= 0.005          # the seed's 97.34%
+    assert pretrained.load_record("bulky_cnn").test_accuracy >= 0.993
+
+
+def test_frontier_presets_meet_their_budgets_exactly():
+    from core.stats import summarize
+
+    for name, budget, target in (("frontier_10k", 10_000, 0.993), ("frontier_3k", 3_000, 0.989)):
+        _, t = summarize(PRESETS[name].spec)
+        assert t.params <= budget and t.params == PRESETS[name].expected_params
+        assert PRESETS[name].target_accuracy == target
+
+
+def test_cached_models_are_small_and_never_written(tmp_path):
+    files = list(pretrained.CACHED_DIR.iterdir())
+    assert sum(f.stat().st_size for f in files) < 20 * 1024 * 1024
+    for f in files:
+        if f.suffix == ".json":
+            json.loads(f.read_text())
+
+
+def test_fast_cnn_learns_quickly_on_a_subset():
+    """A small real-training check: the fast recipe on 10,000 images, 2 epochs, batch 128."""
+    preset = PRESETS["fast_cnn"]
+    recipe = preset.recipe.replace(epochs=2, train_subset=10_000, batch_size=128)
+    job = TrainingJob(preset.spec, recipe, data=prepare_data(recipe)).start()
+    job.join(600)
+    job.drain()
+    assert job.run.status == "finished", job.run.message
+    assert job.run.test_accuracy >= 0.97
