@@ -220,6 +220,7 @@ digest = hashlib.sha1(digit.tobytes()).hexdigest()[:10]
 if digest != st.session_state.draw_last_digest:
     st.session_state.draw_last_digest = digest
     st.session_state.draw_updates += 1
+st.session_state.drawn_digit = as_digit(digit)     # the Projections page places it on UMAP
 
 with right:
     st.subheader("Prediction")

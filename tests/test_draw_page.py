@@ -112,6 +112,9 @@ def test_sent_digit_shows_prediction_and_every_section(page, tiny, mnist):
     assert (f"sent from another page — test image #{index}, true label "
             f"**{mnist.y_test[index]}**") in texts(page.info)
     assert "one compiled call" in texts(page.caption)
+    # the current digit is shared with the Projections page (UMAP placement)
+    assert page.session_state["drawn_digit"].shape == (28, 28)
+    assert page.session_state["drawn_digit"].dtype.name == "uint8"
     # feature-map paging (40 channels -> two pages) and per-map scaling
     for layer in ("conv1", "maxpool1", "conv2", "maxpool2"):
         page.radio(key="draw_fm_layer").set_value(layer).run()
