@@ -16,10 +16,8 @@ import sys
 import time
 
 import _util  # noqa: F401  (paths, MNIST_NPZ)
-import numpy as np
 
 from core.build import build_model
-from core.evaluation import evaluate
 from core.presets import get_preset
 from core.recipe import Recipe
 from core.training import TrainingJob, compile_model, make_dataset, prepare_data

@@ -7,7 +7,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from core.errors import LayerLabError, SpecError
+from core.errors import LayerLabError
 from core.export import to_keras_script
 from core.presets import PRESETS
 from core.spec import (ACTIVATIONS, LAYER_TYPES, PADDINGS, ModelSpec, check_spec,

@@ -27,3 +27,26 @@ def mnist():
     from core.data import load_mnist
 
     return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(mnist):
+    """A small CNN with a named penultimate Dense layer, trained one epoch on 3,000
+    images: ``(spec, model)``. Shared by the analysis, projection and page tests."""
+    import keras
+
+    from core.build import build_model
+    from core.data import to_float
+    from core.spec import ModelSpec
+
+    spec = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
+                              {"type": "MaxPooling2D", "pool_size": 2},
+                              {"type": "Flatten"},
+                              {"type": "Dense", "units": 32},
+                              {"type": "Dense", "units": 10, "activation": "softmax"}])
+    model = build_model(spec, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(to_float(mnist.x_train[:3000]), mnist.y_train[:3000], epochs=1, batch_size=64,
+              verbose=0)
+    return spec, model

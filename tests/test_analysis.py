@@ -17,30 +17,11 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
 @pytest.fixture(scope="module")
-def small_model(mnist):
-    """A pretrained preset when one is present, else a tiny CNN trained for one epoch."""
+def small_model():
+    """The shipped pretrained small_cnn."""
     from core import pretrained
 
-    names = pretrained.available()
-    if names:
-        return pretrained.load_model(names[0])
-    import keras
-
-    from core.build import build_model
-    from core.data import to_float
-    from core.spec import ModelSpec
-
-    spec = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
-                              {"type": "MaxPooling2D", "pool_size": 2},
-                              {"type": "Flatten"},
-                              {"type": "Dense", "units": 32},
-                              {"type": "Dense", "units": 10, "activation": "softmax"}])
-    model = build_model(spec, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(to_float(mnist.x_train[:4000]), mnist.y_train[:4000], epochs=1,
-              batch_size=64, verbose=0)
-    return model
+    return pretrained.load_model("small_cnn")
 
 
 def test_class_counts_match_mnist(mnist):

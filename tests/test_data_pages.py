@@ -17,26 +17,9 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_trained):
     """A small CNN trained for one epoch on 3,000 images, and its spec."""
-    import keras
-
-    from core.build import build_model
-    from core.data import load_mnist, to_float
-    from core.spec import ModelSpec
-
-    data = load_mnist()
-    spec = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
-                              {"type": "MaxPooling2D", "pool_size": 2},
-                              {"type": "Flatten"},
-                              {"type": "Dense", "units": 32},
-                              {"type": "Dense", "units": 10, "activation": "softmax"}])
-    model = build_model(spec, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy")
-    model.fit(to_float(data.x_train[:3000]), data.y_train[:3000], epochs=1, batch_size=64,
-              verbose=0)
-    return spec, model
+    return tiny_trained
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from core import pretrained
 from core.data import to_float
 from core.evaluation import evaluate
 from core.presets import PRESETS
-from core.recipe import Recipe
 from core.training import TrainingJob, prepare_data
 
 pytestmark = pytest.mark.slow

@@ -14,25 +14,9 @@ N = 1000
 
 
 @pytest.fixture(scope="module")
-def tiny_model(mnist):
+def tiny_model(tiny_trained):
     """A small CNN with a named penultimate Dense layer, trained for one epoch."""
-    import keras
-
-    from core.build import build_model
-    from core.data import to_float
-    from core.spec import ModelSpec
-
-    spec = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
-                              {"type": "MaxPooling2D", "pool_size": 2},
-                              {"type": "Flatten"},
-                              {"type": "Dense", "units": 32},
-                              {"type": "Dense", "units": 10, "activation": "softmax"}])
-    model = build_model(spec, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy")
-    model.fit(to_float(mnist.x_train[:3000]), mnist.y_train[:3000], epochs=1,
-              batch_size=64, verbose=0)
-    return model
+    return tiny_trained[1]
 
 
 def test_request_checks_are_sentences():

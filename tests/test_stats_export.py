@@ -7,7 +7,6 @@ from pathlib import Path
 
 from core.export import to_keras_script
 from core.presets import get_preset
-from core.spec import ModelSpec
 from core.stats import compare, human_bytes, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
