@@ -19,6 +19,23 @@ PRETRAINED_PREFIX = "pretrained:"
 APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
 
 
+def _keep_keras_state_between_reruns() -> None:
+    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every rerun.
+
+    Streamlit does that when Keras is imported (its ``_clean_problem_modules``). Here it
+    cost ~0.3 s of CPU per page view and threw away TensorFlow's kernel cache under the
+    inspector and under runs training in other sessions. Layer Lab frees Keras state
+    itself, once no run is training (``core.training.release_memory``).
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = lambda: None
+
+
+_keep_keras_state_between_reruns()
+
+
 def page_guard() -> None:
     """Route a deep link through app.py on a freshly started server.
 
