@@ -134,6 +134,10 @@ async def main(sessions: int, rounds: int, train: bool = True,
                                        for _ in range(sessions)))
             wall = time.perf_counter() - t0
             server_cpu = _util.proc_cpu_s(proc.pid) - cpu_before
+            rss_rounds = []                 # one more session visiting every page again
+            for _ in range(10):
+                await ws_student(url, 1, [], errors)
+                rss_rounds.append(_util.proc_rss_mb(proc.pid))
             await browser.close()
         print(f"{sessions} {clients} sessions × {rounds} rounds "
               f"{'while a run trained' if train else 'with no training'}: "
@@ -153,6 +157,9 @@ async def main(sessions: int, rounds: int, train: bool = True,
               f"({100 * server_cpu / wall:.0f}% of one core)")
         print(f"server RSS: {rss_before:.0f} MiB before the sessions, "
               f"{_util.proc_rss_mb(proc.pid):.0f} MiB after")
+        print(f"RSS over 10 more sessions visiting every page: {rss_rounds[0]:.0f} → "
+              f"{rss_rounds[-1]:.0f} MiB ({rss_rounds[-1] - rss_rounds[0]:+.0f} MiB; "
+              f"goal: bounded, ≤ 100 MB)")
     finally:
         proc.terminate()
         proc.wait(30)

@@ -192,7 +192,10 @@ else:
     st.dataframe(pd.DataFrame([{
         "#": r.index, "layer": r.name, "type": r.layer,
         "output shape": shape_text(r.output_shape), "params": r.params, "MACs": r.macs,
-        "activations": r.activations} for r in rows]), hide_index=True, width="stretch")
+        "activations": r.activations, "weights fp32": human_bytes(r.weight_bytes_fp32),
+        "activation memory": human_bytes(4 * r.activations)} for r in rows]),
+        hide_index=True, width="stretch")
+    st.caption("Activation memory is per image at fp32; multiply by the batch size.")
 
 # -- actions ------------------------------------------------------------------------------
 c = st.columns(3)

@@ -149,3 +149,35 @@ def test_leaderboard_rules(tmp_path, monkeypatch):
     assert board.budget() == 3_000
     board.reset("s3cret")
     assert board.entries() == []
+
+
+def test_compare_page_with_pretrained_runs():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["run"]) >= {"warmup_mlp (pretrained)", "bulky_cnn (pretrained)"}
+    assert int(table.loc[table["run"] == "warmup_mlp (pretrained)", "params"].iloc[0]) == 111_146
+    at.selectbox(key="compare_b").set_value("bulky_cnn (pretrained)").run()
+    assert not at.exception
+    assert any("Recipe:" in m.value for m in at.markdown)
+
+
+def test_challenge_page_submit_and_rank(tmp_path, monkeypatch):
+    from core.runs import Run, RunStore
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    ws = at.session_state["workspace"]
+    RunStore().save_run(Run(id="20260101-000000-abcdef", name="mine", spec={}, recipe={},
+                            workspace=ws, params=2_854, status="finished",
+                            test_accuracy=0.9904, epochs_done=30, wall_time_s=276.0))
+    at.switch_page("pages/challenge.py").run()
+    assert not at.exception
+    at.text_input(key="challenge_name").input("Ada <b>").run()
+    at.button(key="challenge_submit").click().run()
+    assert not at.exception and not at.error
+    assert "Submitted for Ada b: 99.04% with 2,854 parameters." in at.success[0].value
+    board = at.dataframe[0].value
+    assert list(board["name"]) == ["Ada b"] and int(board["params"].iloc[0]) == 2_854
+    at.button(key="challenge_reset").click().run()
+    assert "No teacher token is configured" in at.error[0].value
