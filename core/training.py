@@ -122,15 +122,17 @@ class Progress:
     warnings: list[str] = field(default_factory=list)
     device: str = ""
 
+    job_epochs: int = 0              # epochs this job trains (a resume adds to earlier ones)
+
     @property
     def fraction(self) -> float:
         """Share of this job's work done, 0..1."""
-        first = self.epochs_total - self._job_epochs if self._job_epochs else 0
+        if not self.job_epochs:
+            return 0.0
+        first = self.epochs_total - self.job_epochs
         done = (self.epoch - first) + (self.step / self.steps_per_epoch
                                        if self.steps_per_epoch else 0.0)
-        return min(1.0, done / self._job_epochs) if self._job_epochs else 0.0
-
-    _job_epochs: int = 0
+        return min(1.0, done / self.job_epochs)
 
     @property
     def eta_s(self) -> float | None:
@@ -151,7 +153,7 @@ class Progress:
             self.state, self.queue_position = "running", 0
             self.started_at = time.time()
             self.epochs_total = event["epochs_total"]
-            self._job_epochs = event["epochs"]
+            self.job_epochs = event["epochs"]
             self.epoch = event["first_epoch"]
             self.steps_per_epoch = event["steps_per_epoch"]
             self.device = event["device"]

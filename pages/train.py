@@ -1,6 +1,8 @@
 """Train: pick a network and a recipe, watch it learn live, stop, resume, keep it."""
 from __future__ import annotations
 
+import sys
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -79,7 +81,7 @@ with st.expander("Recipe", expanded=not busy):
     c = st.columns(4)
     augment = c[0].checkbox("Light augmentation (shifts ±8%, rotations ±10°)",
                             value=defaults.augment, key=f"tr_aug_{k}", disabled=busy)
-    has_gpu = "tensorflow" in __import__("sys").modules and device_info().kind == "GPU"
+    has_gpu = "tensorflow" in sys.modules and device_info().kind == "GPU"
     mixed = c[1].checkbox("Mixed precision (float16)", value=False, key=f"tr_mp_{k}",
                           disabled=busy or not has_gpu,
                           help="Only on a GPU: faster and lighter, same accuracy." if has_gpu

@@ -199,3 +199,19 @@ def test_store_refuses_unwritable_folder_with_sentence(tmp_path):
     run = Run(id="20260101-000000-eeeeee", name="n", spec={}, recipe={})
     with pytest.raises(LayerLabError, match="Could not save run 'n'"):
         store.save_run(run)
+
+
+def test_progress_fraction_and_eta_for_a_resumed_job():
+    from core.training import Progress
+
+    p = Progress()
+    p.apply({"kind": "started", "epochs": 4, "first_epoch": 2, "epochs_total": 6,
+             "steps_per_epoch": 10, "device": "CPU"})
+    assert p.fraction == 0.0 and p.state == "running"
+    p.apply({"kind": "epoch", "epoch": 3, "elapsed_s": 5.0, "images_per_s": 100.0})
+    p.apply({"kind": "batch", "step": 5, "global_step": 35, "loss": 1.0, "accuracy": 0.5,
+             "elapsed_s": 7.5})
+    assert p.fraction == pytest.approx(1.5 / 4)
+    assert p.eta_s == pytest.approx(7.5 * (1 - 0.375) / 0.375)
+    p.apply({"kind": "done", "status": "stopped", "message": "Stopped by you."})
+    assert p.done and p.eta_s is None
