@@ -24,14 +24,16 @@ preset = PRESETS[name]
 st.markdown(f"*{preset.spec.description}*")
 
 rows, t = summarize(preset.spec, batch_size=batch)
-m = st.columns(5)
+m = st.columns(6)
 m[0].metric("Parameters", f"{t.params:,}")
-m[1].metric("Trainable / non-trainable", f"{t.trainable:,} / {t.non_trainable:,}")
-m[2].metric("Weights (fp32)", human_bytes(t.weight_bytes["fp32"]),
+m[1].metric("Trainable", f"{t.trainable:,}")
+m[2].metric("Non-trainable", f"{t.non_trainable:,}",
+            help="BatchNormalization's moving mean and variance")
+m[3].metric("Weights (fp32)", human_bytes(t.weight_bytes["fp32"]),
             help=f"fp16 {human_bytes(t.weight_bytes['fp16'])}, "
                  f"int8 {human_bytes(t.weight_bytes['int8'])}")
-m[3].metric("MACs per image", human_count(t.macs), help=f"{t.macs:,} multiply-accumulates")
-m[4].metric("Adam training state", human_bytes(t.adam_training_bytes),
+m[4].metric("MACs / image", human_count(t.macs), help=f"{t.macs:,} multiply-accumulates")
+m[5].metric("Adam state", human_bytes(t.adam_training_bytes),
             help="weights + gradients + two Adam moments, 4 bytes each")
 
 table = pd.DataFrame([{
@@ -39,7 +41,10 @@ table = pd.DataFrame([{
     "params": r.params, "trainable": r.trainable, "non-trainable": r.non_trainable,
     "MACs": r.macs, "activations": r.activations, "weights fp32": human_bytes(r.weight_bytes_fp32),
 } for r in rows])
-st.dataframe(table, hide_index=True, width="stretch", key="models_table")
+counts = {c: st.column_config.NumberColumn(format="localized")
+          for c in ("params", "trainable", "non-trainable", "MACs", "activations")}
+st.dataframe(table, hide_index=True, width="stretch", key="models_table",
+             column_config=counts)
 st.caption(f"Activation memory at batch {batch}: inference "
            f"{human_bytes(t.activation_bytes_inference)}, training ≈ "
            f"{human_bytes(t.activation_bytes_training)} (outputs kept, plus their gradients).")

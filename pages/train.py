@@ -124,11 +124,11 @@ def curves(progress) -> None:
             spe = max(progress.steps_per_epoch, 1)
             bdf["epoch"] = bdf["global_step"] / spe
             bdf["value"] = bdf[metric].ewm(alpha=0.3).mean()
-            bdf["series"] = "train (per batch, smoothed)"
+            bdf["series"] = "per batch (smoothed)"
             frames.append(bdf[["epoch", "value", "series"]])
         if progress.epochs:
             edf = pd.DataFrame(progress.epochs)
-            for key, label in ((metric, "train (epoch)"), (f"val_{metric}", "validation")):
+            for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
                 if key in edf:
                     frames.append(pd.DataFrame({"epoch": edf["epoch"], "value": edf[key],
                                                 "series": label}))
@@ -139,7 +139,12 @@ def curves(progress) -> None:
         chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=30)).encode(
             x=alt.X("epoch:Q", title="epoch"),
             y=alt.Y("value:Q", title=title.lower(), scale=alt.Scale(zero=False)),
-            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color("series:N", title=None,
+                            scale=alt.Scale(domain=["per batch (smoothed)", "train",
+                                                    "validation"],
+                                            range=["#9ecae9", "#1f77b4", "#d62728"]),
+                            legend=alt.Legend(orient="bottom", direction="horizontal",
+                                              labelLimit=180)),
             tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"),
                      alt.Tooltip("value:Q", format=".4f")],
         ).properties(title=title, height=260)
@@ -163,12 +168,15 @@ def live() -> None:
         st.progress(p.fraction, text=f"Epoch {min(p.epoch + 1, p.epochs_total)}/"
                     f"{p.epochs_total} · step {p.step}/{p.steps_per_epoch}{eta}")
     m = st.columns(4)
-    m[0].metric("Device", p.device or "—")
+    m[0].metric("Device", p.device.split(":")[0] if p.device else "—",
+                help=p.device or "Known once training starts.")
     m[1].metric("Images / second", f"{p.images_per_s:,.0f}" if p.images_per_s else "—")
     last = p.epochs[-1] if p.epochs else {}
     m[2].metric("Validation accuracy",
                 f"{last['val_accuracy']:.2%}" if "val_accuracy" in last else "—")
     m[3].metric("Elapsed", f"{p.elapsed_s:.0f} s")
+    if p.device:
+        st.caption(f"Training on {p.device}.")
     for w in p.warnings:
         st.warning(w)
     curves(p)

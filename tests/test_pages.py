@@ -52,7 +52,7 @@ def test_models_page_shows_exact_counts(preset, total):
     if preset == "warmup_mlp":
         assert metrics["Weights (fp32)"] == "0.42 MiB"
     if preset == "bulky_cnn":
-        assert metrics["Trainable / non-trainable"] == "330,858 / 896"
+        assert (metrics["Trainable"], metrics["Non-trainable"]) == ("330,858", "896")
     table = at.dataframe[0].value
     assert int(table["params"].sum()) == int(total.replace(",", ""))
     assert any("def build_model" in c.value for c in at.code)
