@@ -36,36 +36,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(env_extra: dict | None = None, port: int | None = None):
-    """``streamlit run app.py`` on a free loopback port; returns (process, base URL)."""
+def start_app(env_extra: dict | None = None, port: int | None = None,
+              log_path: Path | None = None):
+    """``streamlit run app.py`` on a free loopback port; returns (process, base URL).
+
+    Used by the bench scripts and by the real-browser test. Output goes to ``log_path``
+    (or nowhere); ``LAYERLAB_HOME`` defaults to a fresh temporary folder.
+    """
     import subprocess
     import tempfile
 
     port = port or free_port()
-    env = dict(os.environ, **(env_extra or {}))
-    env.setdefault("LAYERLAB_HOME", tempfile.mkdtemp(prefix="layerlab-bench-"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+    env.setdefault("LAYERLAB_HOME", tempfile.mkdtemp(prefix="layerlab-"))
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if log_path:
+        out.close()                       # the child keeps its own handle
     return proc, f"http://127.0.0.1:{port}"
 
 
-def wait_healthy(url: str, timeout: float = 60.0) -> float:
-    """Seconds until ``/_stcore/health`` answers ok."""
+def wait_healthy(url: str, timeout: float = 60.0, proc=None) -> float:
+    """Seconds until ``/_stcore/health`` answers ok; fails early if ``proc`` exits."""
     import time
     import urllib.request
 
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                if r.status == 200:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
                     return time.perf_counter() - t0
         except OSError:
-            time.sleep(0.05)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {proc.returncode}") from None
+            time.sleep(0.1)
     raise TimeoutError(f"{url} did not become healthy in {timeout:.0f} s")
+
+
+def stop_app(proc) -> None:
+    """Terminate a server started by :func:`start_app` (kill it if it hangs)."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

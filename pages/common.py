@@ -140,6 +140,15 @@ def load_choice(key: str):
     return models[key]
 
 
+def data_and_models():
+    """(MNIST, :func:`model_choices`) for a page; on a LayerLabError, its sentence and stop."""
+    try:
+        return mnist(), model_choices()
+    except LayerLabError as err:
+        show_error(err)
+        st.stop()
+
+
 def show_error(err: Exception) -> None:
     """A user-facing error: the sentence, never a traceback."""
     if isinstance(err, LayerLabError):

@@ -14,7 +14,7 @@ from core.analysis import BASELINE_LABEL, confusion_difference, error_changes
 from core.errors import LayerLabError
 from core.evaluation import cell_indices, per_class_metrics, row_normalise
 from core.inspect import enlarge
-from pages.common import load_choice, mnist, model_choices, page_guard, show_error
+from pages.common import data_and_models, load_choice, mnist, page_guard, show_error
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -143,12 +143,7 @@ st.markdown("Where does a model go wrong? Rows are the **true** class, columns t
             "**predicted** class: the diagonal holds the correct answers, every other cell "
             "a kind of mistake. Click a cell to see its images.")
 
-try:
-    data = mnist()
-    choices = model_choices()
-except LayerLabError as err:
-    show_error(err)
-    st.stop()
+data, choices = data_and_models()
 choices[BASELINE_LABEL] = BASELINE_KEY
 labels = list(choices)
 

@@ -13,7 +13,7 @@ from core.errors import LayerLabError
 from core.inspect import enlarge, tile_grid
 from core.projections import (METHOD_LABELS, ProjectionRequest, fitted_map,
                               load_projection, resolve, submit)
-from pages.common import load_choice, mnist, model_choices, page_guard, show_error
+from pages.common import data_and_models, load_choice, mnist, page_guard, show_error
 
 NO_MODEL = "— none: raw pixels only —"
 PIXELS = "raw pixels (784 values)"
@@ -87,12 +87,7 @@ st.title("🗺️ Projections")
 st.markdown("Each dot is one image, placed so that images the source finds similar land "
             "close together. Compare raw pixels with a trained model's layers: the "
             "penultimate Dense layer usually separates the ten digits far better.")
-try:
-    data = mnist()
-    choices = model_choices()
-except LayerLabError as err:
-    show_error(err)
-    st.stop()
+data, choices = data_and_models()
 
 # -- settings -----------------------------------------------------------------------------
 c = st.columns([2, 3, 3, 2])

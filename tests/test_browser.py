@@ -15,12 +15,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +25,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 SMALL_CNN = ROOT / "cached_models" / "small_cnn.keras"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 BOX = (45, 35, 235, 245)         # where a digit is drawn on the 280×280 canvas: x0 y0 x1 y1
 
@@ -108,12 +102,6 @@ def test_stroke_set_reads_offline_with_small_cnn():
 
 
 # -- the real browser --------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``streamlit run app.py`` on a free port; yields the base URL."""
@@ -127,42 +115,21 @@ def server(tmp_path_factory):
     if not SMALL_CNN.is_file():
         _missing("cached_models/small_cnn.keras is absent; run `python -m core pretrain "
                  "small_cnn`")
+    from bench._util import start_app, stop_app, wait_healthy
+
     home = tmp_path_factory.mktemp("browser_home")
-    port = _free_port()
-    env = dict(os.environ, LAYERLAB_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONUNBUFFERED="1")
-    shared = ROOT.parent / "shared" / "data" / "mnist.npz"
-    if "MNIST_NPZ" not in env and shared.is_file():
-        env["MNIST_NPZ"] = str(shared)
-    log = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
-         f"--server.port={port}", "--server.address=127.0.0.1",
-         "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log = home / "streamlit.log"
+    proc, url = start_app({"LAYERLAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          log_path=log)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                pytest.fail("streamlit did not start:\n"
-                            + (home / "streamlit.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.5)
-        yield {"url": url, "chromium": chromium, "log": home / "streamlit.log"}
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            wait_healthy(url, timeout=90, proc=proc)
+        except (RuntimeError, TimeoutError) as err:
+            pytest.fail(f"streamlit did not start ({err}):\n"
+                        + log.read_text(errors="replace")[-3000:])
+        yield {"url": url, "chromium": chromium, "log": log}
+    finally:
+        stop_app(proc)
 
 
 def _draw(page, box: dict, stroke) -> None:
@@ -214,6 +181,8 @@ def _idle(page, timeout: float = 60.0) -> None:
 def test_draw_digits_in_chromium(server):
     from playwright.sync_api import sync_playwright
 
+    from bench._util import launch_chromium
+
     ARTIFACTS.mkdir(exist_ok=True)
     started = time.perf_counter()
     read: dict[int, str] = {}
@@ -221,7 +190,7 @@ def test_draw_digits_in_chromium(server):
     to_idle: list[float] = []
     server_ms: list[float] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=server["chromium"], args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
