@@ -14,7 +14,8 @@ from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec
 from core.training import SCHEDULER, TrainingJob
-from pages.common import device_info, page_guard, session_runs, show_error, store
+from pages.common import (device_info, model_choices, page_guard, session_runs, show_error,
+                          store)
 
 page_guard()
 st.title("🏋️ Train")
@@ -198,6 +199,11 @@ if job is not None and job.progress.done:
         c[1].metric("Test loss", f"{run.test_loss:.4f}")
         c[2].metric("Parameters", f"{run.params:,}")
         c[3].metric("Training time", f"{run.wall_time_s:.1f} s")
+        run_label = next((lbl for lbl, key in model_choices().items() if key == run.id), None)
+        if run_label and st.button("Open its confusion matrix on the Errors page ❌",
+                                   key="train_to_errors"):
+            st.session_state.err_model = run_label      # preselect this run there
+            st.switch_page("pages/errors.py")
         with st.expander("Confusion matrix (rows = true digit, columns = predicted)"):
             cm = np.array(run.confusion)
             df = pd.DataFrame([(t, pr, int(cm[t, pr])) for t in range(10) for pr in range(10)],

@@ -79,6 +79,12 @@ def test_train_page_runs_a_tiny_run():
     assert metrics["Parameters"] == "34,826"
     assert at.success and "Finished" in at.success[0].value
     assert metrics["Device"].startswith(("CPU", "GPU"))
+    # one click opens the run's confusion matrix on the Errors page
+    at.button(key="train_to_errors").click().run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Errors")
+    assert at.selectbox(key="err_model").value.startswith("keras_example · run ")
+    at.switch_page("pages/train.py").run()
     # the run is in this session's workspace and can be resumed
     at.radio(key="train_source").set_value("Resume one of my runs").run()
     assert not at.exception
