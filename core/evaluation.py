@@ -111,9 +111,9 @@ def model_fingerprint(model) -> str:
 
 def cache_root() -> Path:
     """``$LAYERLAB_HOME/cache`` (default ``~/.layerlab/cache``), beside the run store."""
-    from core.runs import default_store_dir  # noqa: PLC0415
+    from core.runs import layerlab_home  # noqa: PLC0415
 
-    return default_store_dir().parent / "cache"
+    return layerlab_home() / "cache"
 
 
 def evaluation_cache_dir() -> Path:

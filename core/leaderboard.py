@@ -34,8 +34,9 @@ class Entry:
 
 
 def default_path() -> Path:
-    home = os.environ.get("LAYERLAB_HOME") or os.path.join(Path.home(), ".layerlab")
-    return Path(home).expanduser() / "leaderboard.sqlite"
+    from core.runs import layerlab_home  # noqa: PLC0415
+
+    return layerlab_home() / "leaderboard.sqlite"
 
 
 def sanitize_name(name: str) -> str:

@@ -27,10 +27,15 @@ CHECKPOINT_FILE = "checkpoint.keras"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+def layerlab_home() -> Path:
+    """``$LAYERLAB_HOME``, default ``~/.layerlab``: runs, caches and the leaderboard."""
+    home = os.environ.get("LAYERLAB_HOME") or os.path.join(Path.home(), ".layerlab")
+    return Path(home).expanduser()
+
+
 def default_store_dir() -> Path:
     """``$LAYERLAB_HOME/runs``, default ``~/.layerlab/runs``."""
-    home = os.environ.get("LAYERLAB_HOME") or os.path.join(Path.home(), ".layerlab")
-    return Path(home).expanduser() / "runs"
+    return layerlab_home() / "runs"
 
 
 def new_run_id() -> str:

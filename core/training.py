@@ -368,7 +368,7 @@ class TrainingJob:
 
         from core.build import build_model  # noqa: PLC0415
         from core.device import detect, distribution_strategy  # noqa: PLC0415
-        from core.evaluation import batched_probabilities, evaluate  # noqa: PLC0415
+        from core.evaluation import evaluate  # noqa: PLC0415
 
         recipe, run = self.recipe, self.run
         device = detect()
@@ -438,10 +438,8 @@ class TrainingJob:
                        "lr": float(lr_at(recipe, self.step - 1, total_steps)),
                        "seconds": secs, "images_per_s": n / secs if secs else 0.0}
                 if len(data.x_val):
-                    probs = batched_probabilities(self.model, data.x_val)
-                    p = np.clip(probs[np.arange(len(data.y_val)), data.y_val], 1e-7, 1)
-                    row["val_loss"] = float(-np.log(p).mean())
-                    row["val_accuracy"] = float((probs.argmax(1) == data.y_val).mean())
+                    val = evaluate(self.model, data.x_val, data.y_val)
+                    row["val_loss"], row["val_accuracy"] = val.loss, val.accuracy
                 for key, value in row.items():
                     run.history.setdefault(key, []).append(value)
                 run.epochs_done = row["epoch"]

@@ -1,7 +1,6 @@
 """Shared fixtures: MNIST from ../shared (or MNIST_NPZ), quiet TensorFlow, temp stores."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -9,10 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_SHARED = ROOT.parent / "shared" / "data" / "mnist.npz"
-if "MNIST_NPZ" not in os.environ and _SHARED.is_file():
-    os.environ["MNIST_NPZ"] = str(_SHARED)
+# The bench scripts' setup, shared: quiet TensorFlow, MNIST_NPZ from ../shared when unset.
+import bench._util  # noqa: E402,F401
 
 
 
