@@ -84,7 +84,10 @@ def workspace_sidebar() -> None:
     ws = st.session_state.get("workspace")
     if not ws:
         return
-    st.text(f"Workspace {label(ws)}: your runs are saved under it.")
+    # Markdown only for our own fixed words; anything about the id goes through st.text.
+    st.caption("**Workspace:** your runs are saved under it; keep your link to find "
+               "them again.")
+    st.text(label(ws))
     if is_workspace_id(ws):
         with st.expander("Copy my link"):
             st.text("Keep it private: anyone with this link can see and change your runs.")
