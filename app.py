@@ -2,6 +2,10 @@
 import streamlit as st
 
 from pages.common import device_label, init_session, mnist
+from pages.guards import keep_caches_from_viewers
+from pages.workspace_ui import workspace_gate, workspace_sidebar
+
+keep_caches_from_viewers()   # a viewer's "clear cache" must not empty everyone's caches
 
 st.set_page_config(page_title="Layer Lab", page_icon="🔬", layout="wide")
 init_session()
@@ -29,8 +33,7 @@ with st.sidebar:
     except Exception as err:  # DataError: shown as its sentence
         st.error(str(err))
     st.caption(f"**Device:** {device_label()}")
-    st.caption(f"**Workspace:** `{st.session_state.workspace}` — your runs are saved "
-               "under it; keep the page URL to find them again.")
-    st.query_params["ws"] = st.session_state.workspace
+    workspace_sidebar()
 
+workspace_gate()        # a link's unknown workspace is asked about before any page runs
 nav.run()

@@ -6,7 +6,6 @@ page that does not need them never pays for them.
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import streamlit as st
 
 from core.errors import LayerLabError
 from core.runs import Run, RunStore
+from pages.workspace_ui import resolve_workspace
 
 PRETRAINED_PREFIX = "pretrained:"
 APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
@@ -58,9 +58,7 @@ def page_guard() -> None:
 
 def init_session() -> None:
     """Session-state defaults shared by every page."""
-    if "workspace" not in st.session_state:
-        ws = st.query_params.get("ws") or uuid.uuid4().hex[:8]
-        st.session_state.workspace = ws
+    resolve_workspace()                                # a secret id; see workspace_ui
     st.session_state.setdefault("job", None)          # the TrainingJob of this session
     st.session_state.setdefault("session_models", {})  # run id -> keras model in memory
     st.session_state.setdefault("builder_spec", None)  # a ModelSpec from the Builder

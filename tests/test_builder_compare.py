@@ -133,7 +133,8 @@ def test_leaderboard_rules(tmp_path, monkeypatch):
         board.submit("x", 0.99, 10_001, 1.0, "r")
     with pytest.raises(LayerLabError, match="Only a run with a test accuracy"):
         board.submit("x", None, 100, 1.0, "r")
-    assert sanitize_name("  <script>alert(1)</script> Ann  ") == "scriptalert1script Ann"
+    with pytest.raises(LayerLabError, match="'<' and '>' are not allowed"):
+        sanitize_name("  <script>alert(1)</script> Ann  ")   # refused, never stripped
     assert len(sanitize_name("a" * 100)) == 24
     with pytest.raises(LayerLabError, match="Enter a name"):
         sanitize_name("<>")
@@ -164,16 +165,19 @@ def test_compare_page_with_pretrained_runs():
 
 
 def test_challenge_page_submit_and_rank(tmp_path, monkeypatch):
+    from core.recipe import Recipe
     from core.runs import Run, RunStore
 
     at = AppTest.from_file(APP, default_timeout=60).run()
     ws = at.session_state["workspace"]
-    RunStore().save_run(Run(id="20260101-000000-abcdef", name="mine", spec={}, recipe={},
+    # a run trained here: the board takes only those, with their recipe stored
+    RunStore().save_run(Run(id="20260101-000000-abcdef", name="mine", spec={},
+                            recipe=Recipe(epochs=30).to_dict(),
                             workspace=ws, params=2_854, status="finished",
                             test_accuracy=0.9904, epochs_done=30, wall_time_s=276.0))
     at.switch_page("pages/challenge.py").run()
     assert not at.exception
-    at.text_input(key="challenge_name").input("Ada <b>").run()
+    at.text_input(key="challenge_name").input("Ada b").run()   # "<b>" is refused now
     at.button(key="challenge_submit").click().run()
     assert not at.exception and not at.error
     assert "Submitted for Ada b: 99.04% with 2,854 parameters." in at.success[0].value
