@@ -1,9 +1,13 @@
-"""Turn a validated :class:`~core.spec.ModelSpec` into a ``keras.Model``."""
+"""Turn a validated :class:`~core.spec.ModelSpec` into a ``keras.Model``.
+
+Each layer is the Keras class named by its type, called with the spec's parameters as
+keyword arguments (:data:`core.layers.LAYERS` guarantees the names match).
+"""
 from __future__ import annotations
 
 from typing import Any
 
-from core.spec import INPUT_SHAPE, LayerInfo, ModelSpec, infer_shapes
+from core.spec import INPUT_SHAPE, LayerInfo, ModelSpec, infer_shapes, model_name
 
 
 def make_layer(info: LayerInfo, dtype: str | None = None) -> Any:
@@ -13,32 +17,8 @@ def make_layer(info: LayerInfo, dtype: str | None = None) -> Any:
     """
     import keras  # noqa: PLC0415 - keep TensorFlow off the import path of light pages
 
-    p, name = info.params, info.name
-    kw = {"name": name, "dtype": dtype} if dtype else {"name": name}
-    if info.type == "Conv2D":
-        return keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"],
-                                   padding=p["padding"], activation=p["activation"],
-                                   use_bias=p["use_bias"], **kw)
-    if info.type == "MaxPooling2D":
-        return keras.layers.MaxPooling2D(p["pool_size"], strides=p["strides"],
-                                         padding=p["padding"], **kw)
-    if info.type == "AveragePooling2D":
-        return keras.layers.AveragePooling2D(p["pool_size"], strides=p["strides"],
-                                             padding=p["padding"], **kw)
-    if info.type == "GlobalAveragePooling2D":
-        return keras.layers.GlobalAveragePooling2D(**kw)
-    if info.type == "BatchNormalization":
-        return keras.layers.BatchNormalization(**kw)
-    if info.type == "Dropout":
-        return keras.layers.Dropout(p["rate"], **kw)
-    if info.type == "Flatten":
-        return keras.layers.Flatten(**kw)
-    if info.type == "Dense":
-        return keras.layers.Dense(p["units"], activation=p["activation"],
-                                  use_bias=p["use_bias"], **kw)
-    if info.type == "Activation":
-        return keras.layers.Activation(p["activation"], **kw)
-    raise AssertionError(f"unhandled layer type {info.type}")  # validated earlier
+    extra = {"dtype": dtype} if dtype else {}
+    return getattr(keras.layers, info.type)(**info.params, name=info.name, **extra)
 
 
 def build_model(spec: ModelSpec, seed: int | None = None, mixed_precision: bool = False) -> Any:
@@ -56,9 +36,4 @@ def build_model(spec: ModelSpec, seed: int | None = None, mixed_precision: bool 
     for info in infos:
         last = info is infos[-1]
         x = make_layer(info, "mixed_float16" if mixed_precision and not last else None)(x)
-    return keras.Model(inputs, x, name=_model_name(spec.name))
-
-
-def _model_name(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
-    return cleaned.strip("_") or "model"
+    return keras.Model(inputs, x, name=model_name(spec.name))

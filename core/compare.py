@@ -18,14 +18,27 @@ def _layer_line(info) -> str:
 
 
 def spec_lines(spec: ModelSpec | dict[str, Any]) -> list[str]:
-    """One readable line per layer, defaults filled in."""
+    """One readable line per layer, defaults filled in.
+
+    >>> spec_lines({"layers": [{"type": "Flatten"},
+    ...                        {"type": "Dense", "units": 10, "activation": "softmax"}]})
+    ['Flatten', 'Dense(units=10, activation=softmax)']
+    """
     if isinstance(spec, dict):
         spec = ModelSpec.from_dict(spec)
     return [_layer_line(info) for info in infer_shapes(spec)]
 
 
 def diff_specs(a: ModelSpec | dict, b: ModelSpec | dict) -> list[tuple[str, str, str]]:
-    """Aligned layer rows ``(status, left, right)``; status is same/changed/added/removed."""
+    """Aligned layer rows ``(status, left, right)``; status is same/changed/added/removed.
+
+    >>> out = {"type": "Dense", "units": 10, "activation": "softmax"}
+    >>> diff_specs({"layers": [{"type": "Flatten"}, out]},
+    ...            {"layers": [{"type": "Flatten"}, {"type": "Dropout", "rate": 0.5}, out]})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('same', 'Flatten', 'Flatten'), ('added', '', 'Dropout(rate=0.5)'),
+     ('same', 'Dense(units=10, activation=softmax)', 'Dense(units=10, activation=softmax)')]
+    """
     left, right = spec_lines(a), spec_lines(b)
     rows: list[tuple[str, str, str]] = []
     matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
@@ -46,6 +59,10 @@ def diff_specs(a: ModelSpec | dict, b: ModelSpec | dict) -> list[tuple[str, str,
 
 
 def diff_recipes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """Settings that differ: ``(name, value in a, value in b)``, in a stable order."""
+    """Settings that differ: ``(name, value in a, value in b)``, in a stable order.
+
+    >>> diff_recipes({"epochs": 3, "batch_size": 128}, {"epochs": 5, "batch_size": 128})
+    [('epochs', 3, 5)]
+    """
     keys = list(dict.fromkeys(list(a) + list(b)))
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]

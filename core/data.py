@@ -95,13 +95,6 @@ def load_mnist() -> Mnist:
         return _cached
 
 
-def clear_cache() -> None:
-    """Forget the loaded data set (tests switch ``MNIST_NPZ``)."""
-    global _cached
-    with _lock:
-        _cached = None
-
-
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 images (N, 28, 28) -> float32 in [0, 1] with a channel axis (N, 28, 28, 1)."""
     images = np.asarray(images)

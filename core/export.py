@@ -1,45 +1,49 @@
-"""Export a spec as a standalone, readable Keras script that rebuilds the same model."""
+"""Export a spec as a standalone, readable Keras script that rebuilds the same model.
+
+Each layer is written as its Keras class with only the arguments that differ from Keras'
+own defaults (read from :data:`core.layers.LAYERS`); the first one is positional when
+Keras requires it, as in keras-io's examples: ``layers.Conv2D(32, kernel_size=3, ...)``.
+"""
 from __future__ import annotations
 
-from core.spec import INPUT_SHAPE, ModelSpec, infer_shapes
+from core.layers import LAYERS, REQUIRED
+from core.spec import INPUT_SHAPE, LayerInfo, ModelSpec, infer_shapes, model_name
 
-_DEFAULTS_SKIPPED = {("padding", "valid"), ("strides", 1), ("use_bias", True), ("strides", None)}
 
+def layer_code(info: LayerInfo) -> str:
+    """The Keras call that builds one inferred layer.
 
-def _layer_code(info) -> str:
-    p = info.params
+    >>> from core.presets import get_preset
+    >>> [layer_code(i) for i in infer_shapes(get_preset("keras_example").spec)][::2]
+    ["layers.Conv2D(32, kernel_size=3, activation='relu', name='conv1')", \
+"layers.Conv2D(64, kernel_size=3, activation='relu', name='conv2')", \
+"layers.Flatten(name='flatten1')", "layers.Dense(10, activation='softmax', name='dense1')"]
+    """
     args: list[str] = []
-    if info.type == "Conv2D":
-        args = [str(p["filters"]), f"kernel_size={p['kernel_size']}"]
-        extra = ("strides", "padding", "activation", "use_bias")
-    elif info.type in ("MaxPooling2D", "AveragePooling2D"):
-        args = [f"pool_size={p['pool_size']}"]
-        extra = ("strides", "padding")
-    elif info.type == "Dense":
-        args = [str(p["units"])]
-        extra = ("activation", "use_bias")
-    elif info.type == "Dropout":
-        args = [repr(p["rate"])]
-        extra = ()
-    elif info.type == "Activation":
-        args = [repr(p["activation"])]
-        extra = ()
-    else:
-        extra = ()
-    for key in extra:
-        value = p[key]
-        if (key, value) not in _DEFAULTS_SKIPPED:
+    for n, (key, param) in enumerate(LAYERS[info.type].params.items()):
+        value = info.params[key]
+        if n == 0 and param.keras is REQUIRED:
+            args.append(repr(value))
+        elif param.keras is REQUIRED or value != param.keras:
             args.append(f"{key}={value!r}")
     args.append(f"name={info.name!r}")
     return f"layers.{info.type}({', '.join(args)})"
 
 
 def to_keras_script(spec: ModelSpec) -> str:
-    """Python source that builds ``spec`` with plain Keras and prints its summary."""
+    """Python source that builds ``spec`` with plain Keras and prints its summary.
+
+    >>> from core.presets import get_preset
+    >>> script = to_keras_script(get_preset("keras_example").spec)
+    >>> "    x = layers.Dropout(0.5, name='dropout1')(x)" in script.splitlines()
+    True
+    """
     infos = infer_shapes(spec)
     total = sum(i.total_params for i in infos)
+    # The name is the user's text: escaped, it cannot end the docstring and become code.
+    title = spec.name.replace("\\", "\\\\").replace('"', '\\"')
     lines = [
-        f'"""{spec.name}: rebuilt from a Layer Lab spec ({total:,} parameters).',
+        f'"""{title}: rebuilt from a Layer Lab spec ({total:,} parameters).',
         "",
         "Run with `python this_file.py`; needs only keras (TensorFlow backend).",
         '"""',
@@ -51,11 +55,9 @@ def to_keras_script(spec: ModelSpec) -> str:
         f"    inputs = keras.Input(shape={INPUT_SHAPE!r}, name=\"image\")",
         "    x = inputs",
     ]
-    for info in infos:
-        lines.append(f"    x = {_layer_code(info)}(x)")
-    model_name = "".join(c if c.isalnum() or c == "_" else "_" for c in spec.name) or "model"
+    lines += [f"    x = {layer_code(info)}(x)" for info in infos]
     lines += [
-        f"    return keras.Model(inputs, x, name={model_name!r})",
+        f"    return keras.Model(inputs, x, name={model_name(spec.name)!r})",
         "",
         "",
         'if __name__ == "__main__":',

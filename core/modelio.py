@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import LayerLabError
-from core.spec import ModelSpec, infer_shapes
+from core.spec import ModelSpec, infer_shapes, layer_from_keras
 
 MAX_WEIGHTS_BYTES = 60 * 1024 * 1024       # 50 M params at fp32 plus headroom
 MAX_KERAS_BYTES = 25 * 1024 * 1024
@@ -144,40 +144,13 @@ def load_keras_upload(data: bytes) -> Any:
 
 
 def spec_from_keras(model: Any, name: str = "imported") -> ModelSpec:
-    """Describe a plain stack of supported Keras layers as a spec (else refuse)."""
-    layers = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        cfg = layer.get_config()
-        if kind == "InputLayer":
-            continue
-        if kind == "Conv2D":
-            k, s = cfg["kernel_size"], cfg["strides"]
-            if len(set(k)) != 1 or len(set(s)) != 1 or tuple(cfg.get("dilation_rate", (1, 1))) \
-                    != (1, 1) or cfg.get("groups", 1) != 1:
-                raise LayerLabError(f"Layer {layer.name} uses non-square kernels, dilation or "
-                                    f"groups, which Layer Lab does not support.")
-            layers.append({"type": kind, "filters": cfg["filters"], "kernel_size": k[0],
-                           "strides": s[0], "padding": cfg["padding"],
-                           "activation": cfg["activation"], "use_bias": cfg["use_bias"]})
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            p, s = cfg["pool_size"], cfg["strides"]
-            layers.append({"type": kind, "pool_size": p[0],
-                           "strides": None if s is None or tuple(s) == tuple(p) else s[0],
-                           "padding": cfg["padding"]})
-        elif kind in ("GlobalAveragePooling2D", "Flatten", "BatchNormalization"):
-            layers.append({"type": kind})
-        elif kind == "Dropout":
-            layers.append({"type": kind, "rate": cfg["rate"]})
-        elif kind == "Dense":
-            layers.append({"type": kind, "units": cfg["units"], "activation": cfg["activation"],
-                           "use_bias": cfg["use_bias"]})
-        elif kind == "Activation":
-            layers.append({"type": kind, "activation": cfg["activation"]})
-        else:
-            raise LayerLabError(f"Layer {layer.name} is a {kind}, which Layer Lab does not "
-                                f"support; only plain stacks of Conv2D, pooling, "
-                                f"BatchNormalization, Dropout, Flatten, Dense and Activation.")
+    """Describe a plain stack of supported Keras layers as a spec (else refuse).
+
+    Each layer's config is mapped back through the layer table
+    (:func:`core.spec.layer_from_keras`), so anything the table cannot express is refused.
+    """
+    layers = [layer_from_keras(type(layer).__name__, layer.get_config(), layer.name)
+              for layer in model.layers if type(layer).__name__ != "InputLayer"]
     spec = ModelSpec(name, layers)
     infer_shapes(spec)
     return spec

@@ -10,8 +10,8 @@ import streamlit as st
 from core.errors import LayerLabError
 from core.export import to_keras_script
 from core.presets import PRESETS
-from core.spec import (ACTIVATIONS, LAYER_TYPES, PADDINGS, ModelSpec, check_spec,
-                       default_layer)
+from core.layers import LAYER_TYPES, LAYERS, Param
+from core.spec import ModelSpec, check_cost, check_spec, default_layer
 from core.stats import compare, human_bytes, human_count, shape_text, summarize
 from pages.common import page_guard, session_runs, show_error
 
@@ -21,6 +21,7 @@ st.caption("Assemble a stack from the input (28×28×1) to the 10-way softmax. T
            "updates after every change; the Train button unlocks once the stack is valid.")
 
 S = st.session_state
+BATCHES = [1, 8, 32, 64, 128, 256, 512, 1024]
 
 
 def load_stack(spec: ModelSpec) -> None:
@@ -74,49 +75,38 @@ S.builder_name = st.text_input("Name", key="builder_name_input", max_chars=48) o
 
 
 # -- the layer list -----------------------------------------------------------------------
-def layer_widgets(i: int, layer: dict) -> None:
-    """Sliders and selects for one layer; they write straight into the layer dict."""
-    uid, t = layer["uid"], layer["type"]
-    k = f"b_{uid}_"
-    cols = st.columns(4)
-    if t == "Conv2D":
-        layer["filters"] = cols[0].slider("filters", 1, 256, int(layer.get("filters", 16)),
-                                          key=k + "filters")
-        layer["kernel_size"] = cols[1].slider("kernel", 1, 7, int(layer.get("kernel_size", 3)),
-                                              key=k + "kernel")
-        layer["strides"] = cols[2].slider("stride", 1, 3, int(layer.get("strides", 1)),
-                                          key=k + "strides")
-        layer["padding"] = cols[3].selectbox("padding", PADDINGS, key=k + "padding",
-                                             index=PADDINGS.index(layer.get("padding", "valid")))
-        layer["activation"] = cols[0].selectbox(
-            "activation", ACTIVATIONS, key=k + "act",
-            index=ACTIVATIONS.index(layer.get("activation", "relu")))
-        layer["use_bias"] = cols[1].checkbox("bias", layer.get("use_bias", True), key=k + "bias")
-    elif t in ("MaxPooling2D", "AveragePooling2D"):
-        layer["pool_size"] = cols[0].slider("pool size", 1, 4, int(layer.get("pool_size", 2)),
-                                            key=k + "pool")
-        stride = cols[1].selectbox("stride", ["= pool size", 1, 2, 3], key=k + "pstride",
-                                   index=[None, 1, 2, 3].index(layer.get("strides")))
-        layer["strides"] = None if stride == "= pool size" else stride
-        layer["padding"] = cols[2].selectbox("padding", PADDINGS, key=k + "ppad",
-                                             index=PADDINGS.index(layer.get("padding", "valid")))
-    elif t == "Dropout":
-        layer["rate"] = cols[0].slider("rate", 0.0, 0.9, float(layer.get("rate", 0.25)), 0.05,
-                                       key=k + "rate")
-    elif t == "Dense":
-        layer["units"] = cols[0].slider("units", 1, 1024, int(layer.get("units", 64)),
-                                        key=k + "units")
-        layer["activation"] = cols[1].selectbox(
-            "activation", ACTIVATIONS, key=k + "dact",
-            index=ACTIVATIONS.index(layer.get("activation", "relu")))
-        layer["use_bias"] = cols[2].checkbox("bias", layer.get("use_bias", True),
-                                             key=k + "dbias")
-    elif t == "Activation":
-        layer["activation"] = cols[0].selectbox(
-            "activation", ACTIVATIONS, key=k + "aact",
-            index=ACTIVATIONS.index(layer.get("activation", "relu")))
-    else:
+def param_widget(col, key: str, name: str, param: Param, value):
+    """One widget generated from the layer table's (kind, default, low, high, UI high)."""
+    label = name.replace("_", " ")
+    if param.kind == "choice":
+        index = param.low.index(value) if value in param.low else 0
+        return col.selectbox(label, param.low, index=index, key=key)
+    if param.kind == "bool":
+        return col.checkbox(label, bool(value), key=key)
+    if param.same_as:                     # None means "the same as that parameter"
+        options = [None, *range(param.low, max(param.ui_high, value or 0) + 1)]
+        same = f"= {param.same_as.replace('_', ' ')}"
+        return col.selectbox(label, options, index=options.index(value), key=key,
+                             format_func=lambda v: same if v is None else f"{v:,}")
+    top = max(param.ui_high or param.high, value)     # a loaded value beyond the slider
+    if param.kind == "float":
+        return col.slider(label, float(param.low), float(top), float(value), 0.05, key=key)
+    return col.slider(label, param.low, top, int(value), key=key, format="localized")
+
+
+def layer_widgets(layer: dict) -> None:
+    """The widgets of one layer; they write straight into the layer dict."""
+    params = LAYERS[layer["type"]].params
+    if not params:
         st.caption("No settings.")
+        return
+    cols = st.columns(4)
+    for n, (name, param) in enumerate(params.items()):
+        value = layer.get(name, param.default)
+        if value is None and not param.same_as:
+            value = param.low                 # a required value not set yet
+        layer[name] = param_widget(cols[n % 4], f"b_{layer['uid']}_{name}", name, param,
+                                   value)
 
 
 def move(i: int, delta: int) -> None:
@@ -150,7 +140,7 @@ for i, layer in enumerate(S.builder_layers):
         head[3].button("Copy", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
                        help="Duplicate")
         head[4].button("✕", key=f"b_{uid}_del", on_click=remove, args=(i,), help="Remove")
-        layer_widgets(i, layer)
+        layer_widgets(layer)
         slots.append(st.empty())
 
 spec = current_spec()
@@ -176,16 +166,28 @@ if error is not None:
     else:
         st.warning(f"Fix layer {error.layer} to see the statistics: {error}")
 else:
-    rows, totals = summarize(spec)
+    batch = st.select_slider("Batch size for the memory estimate", BATCHES, value=128,
+                             key="builder_batch", format_func=lambda b: f"{b:,}")
+    rows, totals = summarize(spec, batch_size=batch)
     _, start_totals = summarize(S.builder_start) if check_spec(S.builder_start) is None \
         else (None, None)
-    m = st.columns(4)
+    change = totals.params - start_totals.params if start_totals else 0
+    m = st.columns(5)
     m[0].metric("Parameters", f"{totals.params:,}",
-                delta=f"{totals.params - start_totals.params:+,}" if start_totals else None,
-                delta_color="inverse")
-    m[1].metric("MACs per image", human_count(totals.macs))
+                delta=(f"{change:+,}" if change else "±0") if start_totals else None,
+                delta_color="inverse" if change else "off",   # no change is neutral
+                delta_arrow="auto" if change else "off")
+    m[1].metric("MACs per image", human_count(totals.macs),
+                help=f"{totals.macs:,} multiply-accumulates")
     m[2].metric("Weights (fp32)", human_bytes(totals.weight_bytes["fp32"]))
     m[3].metric("Adam training state", human_bytes(totals.adam_training_bytes))
+    m[4].metric("Activation memory", human_bytes(totals.activation_bytes_training),
+                help=f"Training at batch size {batch:,}: every layer output and its "
+                     f"gradient at fp32.")
+    try:
+        check_cost(spec, batch)
+    except LayerLabError as err:
+        st.warning(str(err), icon="⚠️")
     if start_totals:
         st.caption(f"Against the starting point ({S.builder_start.name}): "
                    f"{compare(start_totals, totals)}.")
@@ -194,8 +196,11 @@ else:
         "output shape": shape_text(r.output_shape), "params": r.params, "MACs": r.macs,
         "activations": r.activations, "weights fp32": human_bytes(r.weight_bytes_fp32),
         "activation memory": human_bytes(4 * r.activations)} for r in rows]),
-        hide_index=True, width="stretch")
-    st.caption("Activation memory is per image at fp32; multiply by the batch size.")
+        hide_index=True, width="stretch", key="builder_table",
+        column_config={c: st.column_config.NumberColumn(format="localized")
+                       for c in ("params", "MACs", "activations")})
+    st.caption("Activation memory in the table is per image at fp32; the training figure "
+               "above multiplies by the batch size and keeps the gradients too.")
 
 # -- actions ------------------------------------------------------------------------------
 c = st.columns(3)

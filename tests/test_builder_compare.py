@@ -1,17 +1,9 @@
-"""Builder (AppTest), run diffs, and the leaderboard under concurrency."""
+"""The Builder and Compare pages (AppTest): exact counts after every change, messages."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
-
-from core.compare import diff_recipes, diff_specs
-from core.errors import LayerLabError
-from core.leaderboard import Leaderboard, sanitize_name
-from core.presets import PRESETS
-from core.spec import ModelSpec, default_layer
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -83,75 +75,6 @@ def test_builder_train_button_enabled_when_valid():
     assert not at.button(key="builder_train").disabled
 
 
-def test_spec_json_round_trip_via_default_layers():
-    spec = ModelSpec("mine", [default_layer("Conv2D"), default_layer("BatchNormalization"),
-                              default_layer("MaxPooling2D"), default_layer("Flatten"),
-                              default_layer("Dropout"), {"type": "Dense", "units": 10,
-                                                         "activation": "softmax"}])
-    again = ModelSpec.from_json(spec.to_json())
-    assert again.layers == spec.layers and again.name == "mine"
-
-
-def test_diff_two_known_specs():
-    rows = diff_specs(PRESETS["keras_example"].spec, PRESETS["bonus_cnn"].spec)
-    status = [r[0] for r in rows]
-    assert status.count("added") == 1 and status.count("changed") == 1
-    assert ("changed", "Dropout(rate=0.5)", "Dense(units=64, activation=relu)") in rows
-    assert rows[4] == ("added", "", "Conv2D(filters=64, kernel_size=3, strides=1, "
-                                    "padding=valid, activation=relu)")
-    assert diff_recipes(PRESETS["keras_example"].recipe.to_dict(),
-                        PRESETS["bonus_cnn"].recipe.to_dict()) == [
-        ("learning_rate", 0.001, 0.002), ("schedule", "constant", "one_cycle"),
-        ("epochs", 15, 10)]
-
-
-def test_leaderboard_concurrent_submissions_lose_nothing(tmp_path):
-    board = Leaderboard(tmp_path / "board.sqlite")
-    errors = []
-
-    def submit(i: int) -> None:
-        try:
-            for j in range(5):
-                board.submit(f"student {i}", 0.9 + j / 100, 5_000 + i, 12.5, f"run-{i}-{j}")
-        except Exception as exc:  # pragma: no cover - would fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert len(board.entries()) == 100
-    best = board.best_per_name()
-    assert len(best) == 20 and all(e.test_accuracy == pytest.approx(0.94) for e in best)
-
-
-def test_leaderboard_rules(tmp_path, monkeypatch):
-    board = Leaderboard(tmp_path / "b.sqlite")
-    with pytest.raises(LayerLabError, match="over the challenge budget of 10,000"):
-        board.submit("x", 0.99, 10_001, 1.0, "r")
-    with pytest.raises(LayerLabError, match="Only a run with a test accuracy"):
-        board.submit("x", None, 100, 1.0, "r")
-    with pytest.raises(LayerLabError, match="'<' and '>' are not allowed"):
-        sanitize_name("  <script>alert(1)</script> Ann  ")   # refused, never stripped
-    assert len(sanitize_name("a" * 100)) == 24
-    with pytest.raises(LayerLabError, match="Enter a name"):
-        sanitize_name("<>")
-    monkeypatch.delenv("LAYERLAB_RESET_TOKEN", raising=False)
-    with pytest.raises(LayerLabError, match="No teacher token is configured"):
-        board.reset("anything")
-    monkeypatch.setenv("LAYERLAB_RESET_TOKEN", "s3cret")
-    board.submit("Ann", 0.95, 900, 1.0, "r1")
-    with pytest.raises(LayerLabError, match="not right"):
-        board.reset("guess")
-    assert len(board.entries()) == 1
-    board.set_budget(3_000, "s3cret")
-    assert board.budget() == 3_000
-    board.reset("s3cret")
-    assert board.entries() == []
-
-
 def test_compare_page_with_pretrained_runs():
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/compare.py").run()
@@ -164,24 +87,95 @@ def test_compare_page_with_pretrained_runs():
     assert any("Recipe:" in m.value for m in at.markdown)
 
 
-def test_challenge_page_submit_and_rank(tmp_path, monkeypatch):
-    from core.recipe import Recipe
-    from core.runs import Run, RunStore
+OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
+GAP = {"type": "GlobalAveragePooling2D"}
 
+
+def builder_with(layers: list[dict]) -> AppTest:
+    """The Builder opened on ``layers`` (as if loaded from a run or an uploaded spec)."""
     at = AppTest.from_file(APP, default_timeout=60).run()
-    ws = at.session_state["workspace"]
-    # a run trained here: the board takes only those, with their recipe stored
-    RunStore().save_run(Run(id="20260101-000000-abcdef", name="mine", spec={},
-                            recipe=Recipe(epochs=30).to_dict(),
-                            workspace=ws, params=2_854, status="finished",
-                            test_accuracy=0.9904, epochs_done=30, wall_time_s=276.0))
-    at.switch_page("pages/challenge.py").run()
+    at.session_state["builder_layers"] = [{"uid": f"u{i}", **l} for i, l in enumerate(layers)]
+    at.session_state["builder_name"] = at.session_state["builder_name_input"] = "mine"
+    from core.spec import ModelSpec
+
+    at.session_state["builder_start"] = ModelSpec("mine", [dict(l) for l in layers])
+    at.switch_page("pages/builder.py").run()
     assert not at.exception
-    at.text_input(key="challenge_name").input("Ada b").run()   # "<b>" is refused now
-    at.button(key="challenge_submit").click().run()
-    assert not at.exception and not at.error
-    assert "Submitted for Ada b: 99.04% with 2,854 parameters." in at.success[0].value
-    board = at.dataframe[0].value
-    assert list(board["name"]) == ["Ada b"] and int(board["params"].iloc[0]) == 2_854
-    at.button(key="challenge_reset").click().run()
-    assert "No teacher token is configured" in at.error[0].value
+    return at
+
+
+def parameters_metric(at: AppTest):
+    return next(m for m in at.metric if m.label == "Parameters")
+
+
+def test_builder_no_change_is_neutral_and_a_drop_is_green():
+    at = builder()
+    metric = parameters_metric(at)
+    assert metric.proto.delta == "±0"
+    assert metric.proto.color == metric.proto.MetricColor.GRAY
+    assert metric.proto.direction == metric.proto.MetricDirection.NONE
+    next(s for s in at.slider if s.key.endswith("_filters")).set_value(16).run()
+    metric = parameters_metric(at)
+    assert metric.proto.delta == f"{25_450 - 34_826:+,}"             # -9,376
+    assert metric.proto.color == metric.proto.MetricColor.GREEN       # fewer is better
+    assert any("−9,376 params" in c.value for c in at.caption)
+
+
+def test_builder_last_layer_relu_names_its_activation():
+    at = builder()
+    next(s for s in reversed(at.selectbox) if s.key.endswith("_activation")) \
+        .set_value("relu").run()
+    errors = " ".join(e.value for e in at.error)
+    assert "layer 7 (Dense 10) uses the relu activation; set its activation to softmax" \
+        in errors, errors
+    assert "units" not in errors.split("but", 1)[1]
+    assert at.button(key="builder_train").disabled
+
+
+def test_builder_adds_separable_conv_with_generated_widgets():
+    at = builder()
+    at.selectbox(key="builder_new_type").set_value("SeparableConv2D").run()
+    at.number_input(key="builder_new_pos").set_value(1).run()
+    at.button(key="builder_add").click().run()
+    assert not at.exception
+    # sepconv 16 3×3 on 1 channel: 9 + 16 + 16; conv 32 now reads 16 channels: 4,640
+    assert params(at) == f"{41 + 4_640 + 18_496 + 16_010:,}"          # 39,187
+    next(s for s in at.slider if s.key.endswith("_depth_multiplier")).set_value(2).run()
+    assert params(at) == f"{66 + 4_640 + 18_496 + 16_010:,}"          # 39,212
+
+
+def test_builder_keeps_values_beyond_the_slider_range():
+    conv = {"type": "Conv2D", "filters": 512, "kernel_size": 3}
+    at = builder_with([conv, GAP, OUT])
+    filters = next(s for s in at.slider if s.key.endswith("_filters"))
+    assert filters.value == 512 and filters.max == 512
+    assert params(at) == f"{5_120 + 5_130:,}"
+
+
+def test_builder_refuses_the_heavy_stack_naming_the_layer():
+    big = {"type": "Conv2D", "filters": 512, "kernel_size": 3, "padding": "same"}
+    at = builder_with([big, big, GAP, OUT])
+    errors = " ".join(e.value for e in at.error)
+    assert "multiply-accumulates per image" in errors and "layer 2 (Conv2D 512 3×3)" in errors
+    assert at.button(key="builder_train").disabled
+
+
+def test_builder_batch_estimate_warns_at_a_heavy_batch():
+    wide = {"type": "Conv2D", "filters": 1024, "kernel_size": 1, "padding": "same"}
+    at = builder_with([wide, GAP, OUT])
+    assert not at.warning
+    at.select_slider(key="builder_batch").set_value(1024).run()
+    warnings = " ".join(w.value for w in at.warning)
+    assert "At batch size 1,024" in warnings and "layer 1 (Conv2D 1024 1×1)" in warnings
+    memory = next(m for m in at.metric if m.label == "Activation memory")
+    assert memory.value == "6.14 GiB" and "batch size 1,024" in memory.help
+
+
+def test_builder_numbers_have_thousands_separators():
+    at = builder()
+    assert all(s.proto.format == "localized" for s in at.slider
+               if s.key.endswith(("_filters", "_units", "_kernel_size")))
+    assert next(m for m in at.metric if m.label == "MACs per image").help == \
+        "2,440,960 multiply-accumulates"
+    assert '"localized"' in at.dataframe[0].proto.columns
+    assert "1,600" in list(at.dataframe[0].value["output shape"])

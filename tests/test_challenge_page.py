@@ -77,3 +77,26 @@ def test_teacher_token_guesses_are_limited(monkeypatch):
     at.button(key="challenge_reset").click().run()
     assert "Too many wrong teacher tokens from this workspace" in at.error[0].value
     assert not at.success
+
+
+def test_challenge_page_submit_and_rank(tmp_path, monkeypatch):
+    from core.recipe import Recipe
+    from core.runs import Run, RunStore
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    ws = at.session_state["workspace"]
+    # a run trained here: the board takes only those, with their recipe stored
+    RunStore().save_run(Run(id="20260101-000000-abcdef", name="mine", spec={},
+                            recipe=Recipe(epochs=30).to_dict(),
+                            workspace=ws, params=2_854, status="finished",
+                            test_accuracy=0.9904, epochs_done=30, wall_time_s=276.0))
+    at.switch_page("pages/challenge.py").run()
+    assert not at.exception
+    at.text_input(key="challenge_name").input("Ada b").run()   # "<b>" is refused now
+    at.button(key="challenge_submit").click().run()
+    assert not at.exception and not at.error
+    assert "Submitted for Ada b: 99.04% with 2,854 parameters." in at.success[0].value
+    board = at.dataframe[0].value
+    assert list(board["name"]) == ["Ada b"] and int(board["params"].iloc[0]) == 2_854
+    at.button(key="challenge_reset").click().run()
+    assert "No teacher token is configured" in at.error[0].value

@@ -263,3 +263,50 @@ def test_a_board_from_before_workspaces_migrates_without_losing_entries(tmp_path
         board.submit_run("Ann", trained(), workspace=WS_A)   # old names stay their owners'
     board.submit_run("Cy", trained(test_accuracy=0.965), workspace=WS_A)
     assert [e.name for e in board.best_per_name()] == ["Bo", "Cy", "Ann"]
+
+
+def test_leaderboard_concurrent_submissions_lose_nothing(tmp_path):
+    board = Leaderboard(tmp_path / "board.sqlite")
+    errors = []
+
+    def submit(i: int) -> None:
+        try:
+            for j in range(5):
+                board.submit(f"student {i}", 0.9 + j / 100, 5_000 + i, 12.5, f"run-{i}-{j}")
+        except Exception as exc:  # pragma: no cover - would fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(board.entries()) == 100
+    best = board.best_per_name()
+    assert len(best) == 20 and all(e.test_accuracy == pytest.approx(0.94) for e in best)
+
+
+def test_leaderboard_rules(tmp_path, monkeypatch):
+    board = Leaderboard(tmp_path / "b.sqlite")
+    with pytest.raises(LayerLabError, match="over the challenge budget of 10,000"):
+        board.submit("x", 0.99, 10_001, 1.0, "r")
+    with pytest.raises(LayerLabError, match="Only a run with a test accuracy"):
+        board.submit("x", None, 100, 1.0, "r")
+    with pytest.raises(LayerLabError, match="'<' and '>' are not allowed"):
+        sanitize_name("  <script>alert(1)</script> Ann  ")   # refused, never stripped
+    assert len(sanitize_name("a" * 100)) == 24
+    with pytest.raises(LayerLabError, match="Enter a name"):
+        sanitize_name("<>")
+    monkeypatch.delenv("LAYERLAB_RESET_TOKEN", raising=False)
+    with pytest.raises(LayerLabError, match="No teacher token is configured"):
+        board.reset("anything")
+    monkeypatch.setenv("LAYERLAB_RESET_TOKEN", "s3cret")
+    board.submit("Ann", 0.95, 900, 1.0, "r1")
+    with pytest.raises(LayerLabError, match="not right"):
+        board.reset("guess")
+    assert len(board.entries()) == 1
+    board.set_budget(3_000, "s3cret")
+    assert board.budget() == 3_000
+    board.reset("s3cret")
+    assert board.entries() == []
