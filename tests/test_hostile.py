@@ -164,9 +164,8 @@ def changed(**change) -> Callable[[], bytes]:
     def make() -> bytes:
         arrays = zeros()
         for key, value in change.items():
-            key = key.replace("__", "/")
-            arrays.pop(key) if value is None else arrays.__setitem__(key, value)
-        return savez(**arrays)
+            arrays[key.replace("__", "/")] = value          # conv1__0 stands for conv1/0
+        return savez(**{k: v for k, v in arrays.items() if v is not None})
     return make
 
 
@@ -208,7 +207,7 @@ WEIGHTS = [
     ("a .keras as weights", real_keras, "unexpected config"),
     ("61 MB", lambda: b"PK\x03\x04" + bytes(61 << 20), "the limit is 60 MB"),
     ("an archive with no entries", lambda: raw_zip(), "missing conv1/0"),
-    ("an archive cut in half", lambda: changed()()[:len(changed()()) // 2], "damaged"),
+    ("an archive cut in half", lambda: savez(**zeros())[:100_000], "damaged"),
     ("path traversal in a name", first_is(entry("../../conv1/0.npy", GOOD)),
      r"unexpected \?\?/\?\?/conv1/0"),
     ("markdown link as a name", changed(**{"[x](https://www.evil.example)": np.zeros(1)}),
@@ -287,7 +286,7 @@ IMAGES = [
      b"alert(1)</script></svg>", "SVG file, " + REFUSED_FORMAT),
     ("XML with an entity", lambda: b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
      b"<x>&a;</x>", "XML/SVG file, " + REFUSED_FORMAT),
-    ("a zip renamed .png", lambda: changed()(), "ZIP file, " + REFUSED_FORMAT),
+    ("a zip renamed .png", lambda: savez(**zeros()), "ZIP file, " + REFUSED_FORMAT),
     ("HTML", lambda: b"<html><body>hi</body></html>", "not an image Layer Lab can read"),
     ("a program", lambda: b"\x7fELF" + bytes(100), "not an image Layer Lab can read"),
     ("text", lambda: b"These are my notes, not a picture.\n" * 20,
