@@ -1,7 +1,8 @@
 """Moving trained models in and out safely.
 
 Our own format comes first: a JSON spec (validated like the Builder's) plus the weights
-as ``.npz`` arrays read with ``allow_pickle=False`` and checked shape by shape. Uploading a
+as ``.npz`` arrays, read by :mod:`core.safe_npz` only as far as the spec's weights need
+(names, compression, headers and shapes checked before anything is unpacked). Uploading a
 ``.keras`` file is off unless ``LAYERLAB_ALLOW_KERAS_UPLOAD=1`` (trusted local use); even
 then it is size-capped, its archive is inspected before Keras opens it, it loads with
 ``safe_mode=True``, and anything that is not 28×28×1 → 10 classes is refused.
@@ -10,20 +11,29 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.errors import LayerLabError
+from core.safe_npz import not_readable, read_npz, shown, sniff
 from core.spec import ModelSpec, infer_shapes, layer_from_keras
 
-MAX_WEIGHTS_BYTES = 60 * 1024 * 1024       # 50 M params at fp32 plus headroom
+LOG = logging.getLogger(__name__)
+
+MAX_WEIGHTS_BYTES = 60 * 1024 * 1024       # 15 M params at fp32 (the server takes 5 MB)
 MAX_KERAS_BYTES = 25 * 1024 * 1024
 MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+MAX_KERAS_ENTRIES = 64                     # Keras writes three files and an assets folder
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+IMPORT_BATCH = 250                         # test images per evaluation step of an import
+MAX_IMPORT_BATCH = 500
 _KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5", "assets"}
 _FORBIDDEN = ("Lambda", "lambda", "__lambda__", "function_type", "TFOpLambda")
 
@@ -38,7 +48,11 @@ def weights_to_npz(model: Any) -> bytes:
 
 
 def model_from_spec_and_weights(spec_json: bytes | str, weights: bytes) -> tuple[ModelSpec, Any]:
-    """Build the spec's model and fill it with the ``.npz`` weights, checked one by one."""
+    """Build the spec's model and fill it with the ``.npz`` weights, checked one by one.
+
+    The spec decides which arrays may be read; :func:`core.safe_npz.read_npz` checks
+    every name, compression method, header and shape before unpacking a byte.
+    """
     from core.build import build_model  # noqa: PLC0415
 
     spec = ModelSpec.from_json(spec_json)
@@ -46,31 +60,13 @@ def model_from_spec_and_weights(spec_json: bytes | str, weights: bytes) -> tuple
     if len(weights) > MAX_WEIGHTS_BYTES:
         raise LayerLabError(f"The weights file is {len(weights) / 2**20:.0f} MB; the limit is "
                             f"{MAX_WEIGHTS_BYTES // 2**20} MB.")
-    try:
-        npz = np.load(io.BytesIO(weights), allow_pickle=False)
-        arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise LayerLabError(f"The weights file is not a readable .npz ({exc}). Export the "
-                            f"weights from Layer Lab to see the format.") from None
+    reason = sniff(weights)                       # refuse junk before building the model
+    if reason:
+        raise not_readable(reason)
     model = build_model(spec)
-    expected: dict[str, tuple[int, ...]] = {
-        f"{layer.name}/{i}": tuple(w.shape)
-        for layer in model.layers for i, w in enumerate(layer.weights)}
-    missing = sorted(set(expected) - set(arrays))
-    extra = sorted(set(arrays) - set(expected))
-    if missing or extra:
-        raise LayerLabError("The weights do not fit this spec: "
-                            + (f"missing {', '.join(missing[:4])}" if missing else "")
-                            + ("; " if missing and extra else "")
-                            + (f"unexpected {', '.join(extra[:4])}" if extra else "")
-                            + ". Use the spec the weights were exported with.")
-    for key, shape in expected.items():
-        arr = arrays[key]
-        if tuple(arr.shape) != shape:
-            raise LayerLabError(f"Weight {key} has shape {tuple(arr.shape)} but the spec needs "
-                                f"{shape}. Use the spec the weights were exported with.")
-        if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
-            raise LayerLabError(f"Weight {key} must hold finite numbers.")
+    expected = {f"{layer.name}/{i}": tuple(w.shape)
+                for layer in model.layers for i, w in enumerate(layer.weights)}
+    arrays = read_npz(weights, expected)
     for layer in model.layers:
         if layer.weights:
             layer.set_weights([arrays[f"{layer.name}/{i}"].astype(np.float32)
@@ -87,28 +83,44 @@ def inspect_keras_archive(data: bytes) -> dict[str, Any]:
     if len(data) > MAX_KERAS_BYTES:
         raise LayerLabError(f"The .keras file is {len(data) / 2**20:.0f} MB; the limit is "
                             f"{MAX_KERAS_BYTES // 2**20} MB.")
+    if data.count(b"PK\x01\x02") > MAX_KERAS_ENTRIES:   # bounds what zipfile parses
+        raise LayerLabError(f"The archive has more than {MAX_KERAS_ENTRIES} entries; a "
+                            f".keras file has a handful. It was refused.")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError):
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
         raise LayerLabError("That is not a .keras file (a .keras file is a zip archive "
                             "saved by Keras 3).") from None
     total = 0
     for info in infos:
         name = info.filename
         if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
-            raise LayerLabError(f"The archive contains a suspicious path {name!r}; it was "
-                                f"refused.")
+            raise LayerLabError(f"The archive contains a suspicious path "
+                                f"‘{shown(name)}’; it was refused.")
         if name.split("/")[0] not in _KERAS_MEMBERS:
-            raise LayerLabError(f"The archive contains an unexpected file {name!r}; only "
-                                f"Keras' own files are accepted.")
+            raise LayerLabError(f"The archive contains an unexpected file ‘{shown(name)}’; "
+                                f"only Keras' own files are accepted.")
         total += info.file_size
         if total > MAX_UNPACKED_BYTES:
             raise LayerLabError("The archive unpacks to more than 200 MB; it was refused.")
+    return _keras_config(zf)
+
+
+def _keras_config(zf: zipfile.ZipFile) -> dict[str, Any]:
+    """The archive's ``config.json``, read within a size limit and free of Python code."""
     try:
-        config_text = zf.read("config.json").decode("utf-8")
+        info = zf.getinfo("config.json")
+        if info.file_size > MAX_CONFIG_BYTES:
+            raise ValueError("config.json too large")
+        with zf.open(info) as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)        # the declared size may lie
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError("config.json too large")
+        config_text = raw.decode("utf-8")
         config = json.loads(config_text)
-    except (KeyError, UnicodeDecodeError, ValueError):
+    except (KeyError, UnicodeDecodeError, ValueError, RecursionError, zipfile.BadZipFile,
+            EOFError, OSError, NotImplementedError, RuntimeError):
         raise LayerLabError("The .keras file has no readable config.json.") from None
     for word in _FORBIDDEN:
         if f'"{word}"' in config_text:
@@ -132,9 +144,11 @@ def load_keras_upload(data: bytes) -> Any:
         try:
             model = keras.models.load_model(path, safe_mode=True, compile=False)
         except Exception as exc:  # custom objects, damaged weights, unknown layers ...
-            raise LayerLabError(f"The .keras file could not be loaded safely "
-                                f"({type(exc).__name__}: {str(exc)[:160]}). Only models "
-                                f"made of standard Keras layers are accepted.") from None
+            LOG.info(".keras upload refused by Keras: %r", exc)      # kept server-side
+            raise LayerLabError("The .keras file could not be loaded safely: it uses a "
+                                "layer or object this server does not know, or its "
+                                "weights are damaged. Only models made of standard "
+                                "Keras layers are accepted.") from None
     in_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     out_shape = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else None
     if in_shape != (28, 28, 1) or out_shape != (10,):
@@ -156,18 +170,48 @@ def spec_from_keras(model: Any, name: str = "imported") -> ModelSpec:
     return spec
 
 
-def import_run(model: Any, spec: ModelSpec, name: str, workspace: str, store) -> Any:
-    """Evaluate an imported model on the test set and keep it as a run of the workspace."""
+class ImportStopped(LayerLabError):
+    """The import's evaluation was asked to stop; nothing was saved."""
+
+
+def evaluate_in_batches(model: Any, images: np.ndarray, labels: np.ndarray, *,
+                        batch_size: int = IMPORT_BATCH,
+                        should_stop: Callable[[], bool] | None = None) -> Any:
+    """:func:`core.evaluation.evaluate` in steps of at most 500 uint8 images.
+
+    Memory stays at one step's activations whatever the model; ``should_stop`` is asked
+    before every step (a scheduler's cancel flag) and :class:`ImportStopped` is raised
+    when it answers true.
+    """
+    from core.data import to_float  # noqa: PLC0415
+    from core.evaluation import (NUM_CLASSES, batched_probabilities,  # noqa: PLC0415
+                                 evaluation_from_probabilities)
+
+    if not 1 <= batch_size <= MAX_IMPORT_BATCH:
+        raise ValueError(f"batch_size must be 1 to {MAX_IMPORT_BATCH}, got {batch_size}")
+    probs = np.empty((len(images), NUM_CLASSES), np.float32)
+    for start in range(0, len(images), batch_size):
+        if should_stop is not None and should_stop():
+            raise ImportStopped("The import was stopped before its test-set evaluation "
+                                "finished; nothing was saved.")
+        chunk = to_float(images[start:start + batch_size])
+        probs[start:start + len(chunk)] = batched_probabilities(model, chunk, batch_size)
+    return evaluation_from_probabilities(probs, labels)
+
+
+def import_run(model: Any, spec: ModelSpec, name: str, workspace: str, store, *,
+               should_stop: Callable[[], bool] | None = None) -> Any:
+    """Evaluate an imported model on the test set (in small, stoppable steps) and keep it
+    as a run of the workspace."""
     from core.build import build_model  # noqa: PLC0415
-    from core.data import load_mnist, to_float  # noqa: PLC0415
-    from core.evaluation import evaluate  # noqa: PLC0415
+    from core.data import load_mnist  # noqa: PLC0415
     from core.runs import Run, new_run_id  # noqa: PLC0415
 
     clean = build_model(spec)
     if model is not clean:
         clean.set_weights(model.get_weights())
     mnist = load_mnist()
-    ev = evaluate(clean, to_float(mnist.x_test), mnist.y_test)
+    ev = evaluate_in_batches(clean, mnist.x_test, mnist.y_test, should_stop=should_stop)
     run = Run(id=new_run_id(), name=name[:48] or spec.name, spec=spec.to_dict(), recipe={},
               workspace=workspace, params=int(clean.count_params()), status="finished",
               message="Imported.", test_accuracy=ev.accuracy, test_loss=ev.loss,

@@ -12,6 +12,7 @@ Pure NumPy + Pillow; no TensorFlow, no streamlit.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from core.errors import LayerLabError
 
 FRAME = 28                 # MNIST frame side
 BOX = 20                   # the digit's longer side inside the frame
-MAX_FILE_BYTES = 10 * 2**20
+MAX_FILE_MB = 5                        # = server.maxUploadSize in .streamlit/config.toml
+MAX_FILE_BYTES = MAX_FILE_MB * 2**20   # (Streamlit's MB are MiB); uploaders state it
 MAX_IMAGE_PIXELS = 16_000_000          # about 4000×4000; refused before decoding
 WORK_SIDE = 1024                       # larger pictures are reduced to this first
 MIN_CONTRAST = 0.12                    # ink must differ this much from the background
@@ -95,8 +97,9 @@ def load_image(data: bytes, name: str = "The file") -> np.ndarray:
     if not data:
         raise ImageRefused(f"{name} is empty. Upload a PNG or JPEG picture of a digit.")
     if len(data) > MAX_FILE_BYTES:
-        raise ImageRefused(f"{name} is {len(data) / 2**20:.1f} MB; pictures are at most "
-                           f"{MAX_FILE_BYTES // 2**20} MB. Crop it or save it smaller.")
+        size = math.ceil(len(data) / 2**20 * 10) / 10      # 5 MB + 1 byte reads 5.1 MB
+        raise ImageRefused(f"{name} is {size:.1f} MB; pictures are at most "
+                           f"{MAX_FILE_MB} MB. Crop it or save it smaller.")
     kind = sniff_format(data)
     if kind not in ("PNG", "JPEG"):
         what = f"a {kind} file" if kind else "not an image Layer Lab can read"

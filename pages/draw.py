@@ -12,7 +12,7 @@ from core.errors import LayerLabError
 from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
                           inspector_for, labelled_grid, overlay, robustness_variants,
                           tile_grid)
-from core.preprocess import EmptyDrawing, Step, as_digit, preprocess
+from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
 from pages.common import load_choice, mnist, model_choices, page_guard, show_error
 
 PAGE_START = time.perf_counter()
@@ -120,8 +120,9 @@ def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
         digit, steps = _preprocessed(rgba, min_extent=0.1, name="The drawing")
         return digit, steps, "drawing"
     if source == SOURCES[1]:
-        upload = st.file_uploader("A picture of one digit (PNG or JPEG, any size or "
-                                  "colours)", key="draw_upload", max_upload_size=10)
+        upload = st.file_uploader(f"A picture of one digit (PNG or JPEG, any colours, at "
+                                  f"most {MAX_FILE_MB} MB)", key="draw_upload",
+                                  max_upload_size=MAX_FILE_MB)
         if upload is None:
             st.info("📁 Upload a PNG or JPEG picture of a handwritten digit.")
             return None, [], ""

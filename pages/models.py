@@ -6,6 +6,7 @@ import streamlit as st
 from core.export import to_keras_script
 from core.modelio import (import_run, keras_upload_allowed, load_keras_upload,
                           model_from_spec_and_weights, spec_from_keras)
+from core.preprocess import MAX_FILE_MB
 from core.presets import PRESETS
 from core.stats import human_bytes, human_count, shape_text, summarize
 from pages.common import page_guard, show_error, store
@@ -83,11 +84,17 @@ kinds = ["JSON spec + .npz weights"] + ([".keras file"] if keras_upload_allowed(
 kind = st.radio("Format", kinds, horizontal=True, key="import_kind")
 i1, i2 = st.columns(2)
 if kind == kinds[0]:
-    spec_file = i1.file_uploader("Spec (.json)", type=["json"], key="import_spec")
-    weights_file = i2.file_uploader("Weights (.npz)", type=["npz"], key="import_weights")
+    spec_file = i1.file_uploader(f"Spec (.json, at most {MAX_FILE_MB} MB)",
+                                 type=["json"], key="import_spec",
+                                 max_upload_size=MAX_FILE_MB)
+    weights_file = i2.file_uploader(f"Weights (.npz, at most {MAX_FILE_MB} MB)",
+                                    type=["npz"], key="import_weights",
+                                    max_upload_size=MAX_FILE_MB)
     ready = spec_file is not None and weights_file is not None
 else:
-    keras_file = i1.file_uploader("Model (.keras)", type=["keras"], key="import_keras")
+    keras_file = i1.file_uploader(f"Model (.keras, at most {MAX_FILE_MB} MB)",
+                                  type=["keras"], key="import_keras",
+                                  max_upload_size=MAX_FILE_MB)
     ready = keras_file is not None
 import_name = st.text_input("Name", "imported", key="import_name", max_chars=48)
 if st.button("Import", key="import_go", disabled=not ready):

@@ -1,0 +1,37 @@
+"""core.recipe: bad training settings are explained in one sentence each, and the next
+ordinary request still works."""
+from __future__ import annotations
+
+import pytest
+
+from core.errors import SpecError
+from core.recipe import Recipe
+
+BAD_RECIPES = [
+    ({"learning_rate": float("nan")}, "learning rate"),
+    ({"learning_rate": -0.1}, "learning rate"),
+    ({"learning_rate": "0.1"}, "learning rate"),
+    ({"learning_rate": 1e9}, "learning rate"),
+    ({"batch_size": 0}, "batch_size is 0"),
+    ({"batch_size": 10**7}, "batch_size is 10,000,000"),
+    ({"batch_size": 32.5}, "whole number"),
+    ({"epochs": 0}, "epochs is 0"),
+    ({"epochs": 10_000}, "epochs is 10,000"),
+    ({"validation_split": 0.9}, "validation split"),
+    ({"validation_split": float("inf")}, "validation split"),
+    ({"train_subset": 5}, "train_subset is 5"),
+    ({"optimizer": "adamw"}, "Unknown optimizer"),
+    ({"schedule": "cosine"}, "Unknown learning-rate schedule"),
+    ({"augment": "yes"}, "augment must be true or false"),
+    ({"seed": -1}, "seed is -1"),
+    ({"epochz": 3}, "unknown setting"),
+    ("not a dict", "must be an object"),
+]
+
+
+@pytest.mark.parametrize("data,needle", BAD_RECIPES, ids=[str(i) for i in range(len(BAD_RECIPES))])
+def test_bad_recipes_explained(data, needle):
+    with pytest.raises(SpecError, match=needle) as err:
+        Recipe.from_dict(data)
+    assert str(err.value).endswith(".")
+    assert Recipe.from_dict({"epochs": 2}).epochs == 2        # the next request works
