@@ -6,9 +6,8 @@ import streamlit as st
 
 from core.errors import LayerLabError
 from core.leaderboard import Leaderboard
-from pages.common import page_guard, session_runs, show_error
+from pages.common import run_label, session_runs, show_error
 
-page_guard()
 st.title("🏆 Parameter-budget challenge")
 board = Leaderboard()
 try:
@@ -22,7 +21,8 @@ st.markdown(f"Train the most accurate network with **at most {budget:,} paramete
 eligible = [r for r in session_runs() if r.test_accuracy is not None and r.params]
 c = st.columns([3, 2, 1])
 if eligible:
-    labels = {f"{r.name} · {r.params:,} params · {r.test_accuracy:.2%}": r for r in eligible}
+    labels = {run_label(r, f"{r.params:,} params", f"{r.test_accuracy:.2%}"): r
+              for r in eligible}
     choice = c[0].selectbox("Your run", list(labels), key="challenge_run")
     who = c[1].text_input("Name on the board", key="challenge_name", max_chars=24)
     if c[2].button("Submit", type="primary", key="challenge_submit"):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -13,14 +12,16 @@ from core.leaderboard import Leaderboard, sanitize_name
 from core.presets import PRESETS
 from core.spec import ModelSpec, default_layer
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def builder() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/builder.py").run()
-    assert not at.exception
-    return at
+@pytest.fixture
+def builder(open_page):
+    """``builder()``: the Builder page, opened cleanly."""
+    def _open() -> AppTest:
+        at = open_page("builder", timeout=60)
+        assert not at.exception
+        return at
+    return _open
 
 
 def params(at: AppTest) -> str:
@@ -31,7 +32,7 @@ def layer_buttons(at: AppTest, suffix: str) -> list:
     return [b for b in at.button if b.key and b.key.endswith(suffix)]
 
 
-def test_builder_add_remove_reorder_changes_exact_params():
+def test_builder_add_remove_reorder_changes_exact_params(builder):
     at = builder()
     assert params(at) == "34,826"            # keras_example is the starting stack
     # add Dense 64 before the output: Dropout(1600) -> Dense 64 -> Dense 10
@@ -54,7 +55,7 @@ def test_builder_add_remove_reorder_changes_exact_params():
     assert params(at) == f"{320 + 9_248 + 18_496 + 16_010:,}"
 
 
-def test_builder_slider_changes_params():
+def test_builder_slider_changes_params(builder):
     at = builder()
     slider = next(s for s in at.slider if s.key.endswith("_filters"))
     slider.set_value(16).run()
@@ -62,7 +63,7 @@ def test_builder_slider_changes_params():
     assert params(at) == f"{160 + 9_280 + 16_010:,}"
 
 
-def test_builder_invalid_stack_inline_message_and_disabled_train():
+def test_builder_invalid_stack_inline_message_and_disabled_train(builder):
     at = builder()
     # move the Flatten (layer 5) to the top: conv after a flat vector
     for _ in range(4):
@@ -78,7 +79,7 @@ def test_builder_invalid_stack_inline_message_and_disabled_train():
     assert not any(m.label == "Parameters" for m in at.metric)
 
 
-def test_builder_train_button_enabled_when_valid():
+def test_builder_train_button_enabled_when_valid(builder):
     at = builder()
     assert not at.button(key="builder_train").disabled
 
@@ -151,8 +152,8 @@ def test_leaderboard_rules(tmp_path, monkeypatch):
     assert board.entries() == []
 
 
-def test_compare_page_with_pretrained_runs():
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_compare_page_with_pretrained_runs(open_page):
+    at = open_page(timeout=60)
     at.switch_page("pages/compare.py").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -163,10 +164,10 @@ def test_compare_page_with_pretrained_runs():
     assert any("Recipe:" in m.value for m in at.markdown)
 
 
-def test_challenge_page_submit_and_rank(tmp_path, monkeypatch):
+def test_challenge_page_submit_and_rank(tmp_path, monkeypatch, open_page):
     from core.runs import Run, RunStore
 
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = open_page(timeout=60)
     ws = at.session_state["workspace"]
     RunStore().save_run(Run(id="20260101-000000-abcdef", name="mine", spec={}, recipe={},
                             workspace=ws, params=2_854, status="finished",
