@@ -15,13 +15,12 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 
 import _util
 from _browser import (STROKES, VIEWPORT, canvas_box, draw_stroke, open_draw,
                       predicted_digit, reset_canvas, update_caption)
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 GOAL_S = 3.0
 WATCH = """() => {
@@ -80,19 +79,10 @@ def measure(page) -> dict:
 
 
 def main() -> int:
-    home = tempfile.mkdtemp(prefix="layerlab-bench-")
-    proc, url = _util.start_app({"LAYERLAB_HOME": home, "TF_CPP_MIN_LOG_LEVEL": "3"})
     started = time.perf_counter()
-    try:
-        _util.wait_healthy(url, timeout=90, proc=proc)
-        with sync_playwright() as pw:
-            browser = _util.launch_chromium(pw)
-            page = browser.new_page(viewport=VIEWPORT)
-            open_draw(page, url)
-            timing = measure(page)
-            browser.close()
-    finally:
-        _util.stop_app(proc)
+    with _util.app_in_chromium(VIEWPORT) as (page, url):
+        open_draw(page, url)
+        timing = measure(page)
     timing["load_average"] = os.getloadavg()
     timing["bench_seconds"] = time.perf_counter() - started
     out = _util.ROOT / "test-artifacts" / "browser_timing.json"

@@ -5,34 +5,37 @@ Usage: python bench/screenshot.py [output.png]   (default: docs/screenshot.png)
 """
 from __future__ import annotations
 
+import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import _util
 from _browser import draw_digit, open_draw, wait_idle
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 DIGIT = 3
 SIZE = {"width": 1400, "height": 1500}
 
 
-def main(out: Path) -> None:
-    home = tempfile.mkdtemp(prefix="layerlab-shot-")
-    proc, url = _util.start_app({"LAYERLAB_HOME": home, "TF_CPP_MIN_LOG_LEVEL": "3"})
+def emoji_font_missing() -> bool:
+    """True when fontconfig knows no emoji font: chromium would draw the icons as boxes."""
     try:
-        _util.wait_healthy(url, timeout=90, proc=proc)
-        with sync_playwright() as pw:
-            browser = _util.launch_chromium(pw)
-            page = browser.new_page(viewport=SIZE)
-            open_draw(page, url)
-            draw_digit(page, DIGIT, 0)
-            expect(page.get_by_role("heading", name="Feature maps")).to_be_visible()
-            wait_idle(page)
-            page.screenshot(path=str(out), animations="disabled")
-            browser.close()
-    finally:
-        _util.stop_app(proc)
+        fonts = subprocess.run(["fc-list"], capture_output=True, text=True).stdout
+    except OSError:
+        return False
+    return "emoji" not in fonts.lower()
+
+
+def main(out: Path) -> None:
+    if emoji_font_missing():
+        print("warning: no emoji font here, so the page icons come out as boxes; install "
+              "one first (Debian: apt-get install fonts-noto-color-emoji)")
+    with _util.app_in_chromium(SIZE) as (page, url):
+        open_draw(page, url)
+        draw_digit(page, DIGIT, 0)
+        expect(page.get_by_role("heading", name="Feature maps")).to_be_visible()
+        wait_idle(page)
+        page.screenshot(path=str(out), animations="disabled")
     print(f"wrote {out}")
 
 

@@ -1,11 +1,36 @@
 """Home: what Layer Lab does, with a link to each page."""
 import streamlit as st
 
+# (page, name, icon, what it does) for each link, by column
+NETWORKS = [
+    ("pages/models.py", "Models", "🧱", "Every preset layer by layer: shapes, parameters, "
+     "memory and compute, plus Keras code to take away."),
+    ("pages/train.py", "Train", "🏋️", "Train a network with live loss and accuracy curves, "
+     "stop it, resume it, keep it."),
+    ("pages/builder.py", "Builder", "🧩", "Assemble your own stack with sliders and see its "
+     "cost change with every edit."),
+    ("pages/compare.py", "Compare", "⚖️", "Runs side by side: figures, stack diffs, curves "
+     "and the accuracy-versus-size frontier."),
+    ("pages/challenge.py", "Challenge", "🏆", "The best accuracy under a parameter budget, on "
+     "a leaderboard shared by the class."),
+    ("pages/draw.py", "Draw & inspect", "✏️", "Draw a digit and see what every layer sees: "
+     "preprocessing, prediction, filters, feature maps and where the model looked."),
+]
+DATA = [
+    ("pages/data.py", "Data", "🔢", "MNIST at a glance: class counts, the average digit, "
+     "random galleries, pixel values and the hardest images."),
+    ("pages/projections.py", "Projections", "🗺️", "PCA, t-SNE and UMAP maps of raw pixels "
+     "or of any layer of any model."),
+    ("pages/errors.py", "Errors", "❌", "Confusion matrices you can click into, per-class "
+     "scores, and what one model fixes that another gets wrong."),
+]
 
-def link(page: str, name: str, icon: str, what: str) -> None:
-    """A page's link and, under it, what the page does (a link's label never wraps)."""
-    st.page_link(page, label=f"**{name}**", icon=icon)
-    st.caption(what)
+
+def links(pages: list[tuple[str, str, str, str]]) -> None:
+    """Each page's link and, under it, what the page does (a link's label never wraps)."""
+    for page, name, icon, what in pages:
+        st.page_link(page, label=f"**{name}**", icon=icon)
+        st.caption(what)
 
 
 st.title("🔬 Layer Lab")
@@ -17,19 +42,7 @@ st.markdown(
 cols = st.columns(2)
 with cols[0]:
     st.subheader("Networks")
-    link("pages/models.py", "Models", "🧱", "Every preset layer by layer: shapes, "
-         "parameters, memory and compute, plus Keras code to take away.")
-    link("pages/train.py", "Train", "🏋️", "Train a network with live loss and accuracy "
-         "curves, stop it, resume it, keep it.")
-    link("pages/builder.py", "Builder", "🧩", "Assemble your own stack with sliders and see "
-         "its cost change with every edit.")
-    link("pages/compare.py", "Compare", "⚖️", "Runs side by side: figures, stack diffs, "
-         "curves and the accuracy-versus-size frontier.")
-    link("pages/challenge.py", "Challenge", "🏆", "The best accuracy under a parameter "
-         "budget, on a leaderboard shared by the class.")
-    link("pages/draw.py", "Draw & inspect", "✏️", "Draw a digit and see what every layer "
-         "sees: preprocessing, prediction, filters, feature maps and where the model "
-         "looked.")
+    links(NETWORKS)
 with cols[1]:
     st.subheader("How to start")
     st.markdown(
@@ -41,9 +54,4 @@ with cols[1]:
         "before you can explore."
     )
     st.subheader("Data & errors")
-    link("pages/data.py", "Data", "🔢", "MNIST at a glance: class counts, the average "
-         "digit, random galleries, pixel values and the hardest images.")
-    link("pages/projections.py", "Projections", "🗺️", "PCA, t-SNE and UMAP maps of raw "
-         "pixels or of any layer of any model.")
-    link("pages/errors.py", "Errors", "❌", "Confusion matrices you can click into, "
-         "per-class scores, and what one model fixes that another gets wrong.")
+    links(DATA)
