@@ -1,7 +1,11 @@
-"""Layer Lab: navigation and the shared sidebar. Pages live in pages/, logic in core/."""
+"""Layer Lab: navigation and the shared sidebar. Pages live in pages/, logic in core/.
+
+Every run goes through this file, a deep link on a freshly started server included
+(pages/common.py explains how, since a folder named pages/ would otherwise bypass it)."""
 import streamlit as st
 
-from pages.common import device_label, init_session, mnist
+from core.errors import LayerLabError
+from pages.common import device_label, init_session, mnist, show_error
 from pages.guards import keep_caches_from_viewers
 from pages.workspace_ui import workspace_gate, workspace_sidebar
 
@@ -30,8 +34,8 @@ with st.sidebar:
     st.markdown("### 🔬 Layer Lab")
     try:
         st.caption(f"**Data:** {mnist().describe()}")
-    except Exception as err:  # DataError: shown as its sentence
-        st.error(str(err))
+    except LayerLabError as err:        # a DataError: MNIST is missing or unreadable
+        show_error(err)
     st.caption(f"**Device:** {device_label()}")
     workspace_sidebar()
 

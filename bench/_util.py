@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +103,29 @@ def launch_chromium(playwright):
     if not exe:
         raise RuntimeError("chromium is not installed: apt-get install -y chromium")
     return playwright.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+
+
+@contextmanager
+def app_in_chromium(viewport: dict, env_extra: dict | None = None):
+    """``streamlit run app.py`` (fresh LAYERLAB_HOME) and a chromium tab of ``viewport``
+    size: yields ``(page, url)``; stops both afterwards."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    env = {"LAYERLAB_HOME": tempfile.mkdtemp(prefix="layerlab-"), "TF_CPP_MIN_LOG_LEVEL": "3",
+           **(env_extra or {})}
+    proc, url = start_app(env)
+    try:
+        wait_healthy(url, timeout=90, proc=proc)
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            try:
+                yield browser.new_page(viewport=viewport), url
+            finally:
+                browser.close()
+    finally:
+        stop_app(proc)
 
 
 def proc_rss_mb(pid: int) -> float:

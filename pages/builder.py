@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import uuid
 
-import pandas as pd
 import streamlit as st
 
 from core.errors import LayerLabError
@@ -12,10 +11,10 @@ from core.export import to_keras_script
 from core.presets import PRESETS
 from core.layers import LAYER_TYPES, LAYERS, Param
 from core.spec import ModelSpec, check_cost, check_spec, default_layer
-from core.stats import compare, human_bytes, human_count, shape_text, summarize
-from pages.common import page_guard, session_runs, show_error
+from core.stats import compare, human_bytes, human_count, summarize
+from pages.common import run_label, session_runs, show_error
+from pages.widgets import layer_table, show_layer_table
 
-page_guard()
 st.title("🧩 Builder")
 st.caption("Assemble a stack from the input (28×28×1) to the 10-way softmax. The table "
            "updates after every change; the Train button unlocks once the stack is valid.")
@@ -44,8 +43,8 @@ def current_spec() -> ModelSpec:
 # -- start from ---------------------------------------------------------------------------
 with st.expander("Start from…", expanded=False):
     c = st.columns([2, 1])
-    options = ["(empty)"] + [f"preset: {n}" for n in PRESETS] + \
-        [f"run: {r.name} · {r.id}" for r in session_runs()]
+    runs = {f"run: {run_label(r)}": r for r in session_runs()}
+    options = ["(empty)"] + [f"preset: {n}" for n in PRESETS] + list(runs)
     start = c[0].selectbox("Starting point", options, key="builder_from")
     if c[1].button("Load", key="builder_load"):
         if start == "(empty)":
@@ -55,8 +54,7 @@ with st.expander("Start from…", expanded=False):
         elif start.startswith("preset: "):
             load_stack(PRESETS[start[8:]].spec)
         else:
-            run = next(r for r in session_runs() if start.endswith(r.id))
-            load_stack(ModelSpec.from_dict(run.spec))
+            load_stack(ModelSpec.from_dict(runs[start].spec))
         st.rerun()
     upload = st.file_uploader("…or import a JSON spec", type=["json"], key="builder_upload")
     if upload is not None and S.get("builder_upload_done") != upload.file_id:
@@ -191,14 +189,9 @@ else:
     if start_totals:
         st.caption(f"Against the starting point ({S.builder_start.name}): "
                    f"{compare(start_totals, totals)}.")
-    st.dataframe(pd.DataFrame([{
-        "#": r.index, "layer": r.name, "type": r.layer,
-        "output shape": shape_text(r.output_shape), "params": r.params, "MACs": r.macs,
-        "activations": r.activations, "weights fp32": human_bytes(r.weight_bytes_fp32),
-        "activation memory": human_bytes(4 * r.activations)} for r in rows]),
-        hide_index=True, width="stretch", key="builder_table",
-        column_config={c: st.column_config.NumberColumn(format="localized")
-                       for c in ("params", "MACs", "activations")})
+    show_layer_table(layer_table(rows, ["#", "layer", "type", "output shape", "params", "MACs",
+                                        "activations", "weights fp32", "activation memory"]),
+                     key="builder_table")
     st.caption("Activation memory in the table is per image at fp32; the training figure "
                "above multiplies by the batch size and keeps the gradients too.")
 

@@ -7,9 +7,8 @@ import streamlit as st
 from core.errors import LayerLabError
 from core.leaderboard import MAX_NAME, Leaderboard, check_submittable
 from core.runs import Run
-from pages.common import page_guard, session_runs, show_error
+from pages.common import run_label, session_runs, show_error
 
-page_guard()
 st.title("🏆 Parameter-budget challenge")
 board = Leaderboard()
 workspace = st.session_state.workspace
@@ -23,9 +22,9 @@ st.markdown(f"Train the most accurate network with **at most {budget:,} paramete
             "Each run counts once; only networks trained on this server can be submitted.")
 
 
-def run_label(run: Run) -> str:
+def choice_label(run: Run) -> str:
     """The selector's text for a run, marking why it cannot be submitted."""
-    text = f"{run.name} · run {run.id[-6:]} · {run.params:,} params · {run.test_accuracy:.2%}"
+    text = f"{run_label(run)} · {run.params:,} params · {run.test_accuracy:.2%}"
     if run.source != "session":
         return text + " · not trained here: not eligible"
     return text + (" · over the budget" if run.params > budget else "")
@@ -46,7 +45,7 @@ def refusal(run: Run) -> str | None:
 finished = [r for r in session_runs() if r.test_accuracy is not None and r.params]
 c = st.columns([3, 2, 1])
 if finished:
-    labels = {run_label(r): r for r in finished}
+    labels = {choice_label(r): r for r in finished}
     run = labels[c[0].selectbox("Your run", list(labels), key="challenge_run")]
     who = c[1].text_input("Name on the board", key="challenge_name", max_chars=MAX_NAME,
                           help="Letters, digits, spaces, '-', '_' or '.'.")

@@ -1,12 +1,16 @@
-"""Streamlit glue shared by the pages: cached resources, session state, small widgets.
+"""Streamlit glue shared by app.py and the pages: cached resources, session state, how a
+run is labelled, how an error is shown, and two patches of Streamlit's internals.
 
 Heavy libraries (TensorFlow, Keras) are imported inside the cached loaders only, so a
-page that does not need them never pays for them.
+page that does not need them never pays for them. Every page imports this module, so the
+patches are in place before any page runs on its own (see
+:func:`_route_legacy_runs_through_app`).
 """
 from __future__ import annotations
 
+import logging
+import runpy
 import sys
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -16,8 +20,14 @@ from core.runs import Run, RunStore
 from pages.workspace_ui import resolve_workspace
 
 PRETRAINED_PREFIX = "pretrained:"
-APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
+log = logging.getLogger(__name__)
 
+
+# -- two patches of Streamlit internals, applied when this module is first imported -----
+# Both replace a private function of Streamlit's script runner. tests/test_pages.py checks
+# that Streamlit still has and calls each one and that the behaviour is still needed, and
+# tests/e2e/test_navigation.py opens a deep link on a fresh server: a Streamlit upgrade
+# that changes either fails there, loudly.
 
 def _keep_keras_state_between_reruns() -> None:
     """Stop Streamlit from calling ``keras.backend.clear_session()`` after every rerun.
@@ -33,27 +43,38 @@ def _keep_keras_state_between_reruns() -> None:
         script_runner._clean_problem_modules = lambda: None
 
 
-_keep_keras_state_between_reruns()
+def _run_entry_point(main_script_path: str) -> None:
+    """What Streamlit runs in legacy multipage mode: app.py, never a page on its own."""
+    runpy.run_path(main_script_path, run_name="__main__")
 
 
-def page_guard() -> None:
-    """Route a deep link through app.py on a freshly started server.
+def _route_legacy_runs_through_app() -> None:
+    """Run app.py (sidebar, session defaults, ``st.navigation``) on every run, even the
+    first run of a fresh server that opens a deep link such as ``/train``.
 
-    Streamlit treats an app that has a ``pages/`` folder as an old-style multipage app
-    until the first ``st.navigation`` call; a first visitor who opens e.g. ``/train``
-    directly would get that page without app.py (no sidebar, no session defaults).
-    Every page calls this first: in that mode it runs app.py in its place (app.py's
-    ``st.navigation`` switches the old mode off and runs this page again, with the
-    sidebar and defaults), then ends this outer run. Widget events are kept.
+    A folder named ``pages/`` next to the entry point puts Streamlit in its legacy
+    multipage mode until the first ``st.navigation`` call in the process (Streamlit 1.67
+    has no setting for this). In that mode its script runner calls ``_mpa_v1``, which runs
+    ``pages/train.py`` by itself: no sidebar, no session defaults. Here ``_mpa_v1`` runs
+    app.py instead, whose ``st.navigation`` ends the legacy mode and runs the page. The run
+    that imports this module first may already be inside the original ``_mpa_v1``: it is
+    restarted, now in the normal mode (as ``st.navigation`` would have set it).
     """
-    import runpy
-
     from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx, script_runner
 
-    if PagesManager.uses_pages_directory:
+    if not hasattr(script_runner, "_mpa_v1"):
+        log.warning("Streamlit has no _mpa_v1: deep links on a fresh server may open a "
+                    "page without the sidebar; see pages/common.py.")
+        return
+    script_runner._mpa_v1 = _run_entry_point
+    if PagesManager.uses_pages_directory and get_script_run_ctx() is not None:
         PagesManager.uses_pages_directory = False
-        runpy.run_path(str(APP_SCRIPT), run_name="__main__")
-        st.stop()
+        st.rerun()
+
+
+_keep_keras_state_between_reruns()
+_route_legacy_runs_through_app()
 
 
 def init_session() -> None:
@@ -116,15 +137,27 @@ def session_runs() -> list[Run]:
     return sorted(runs.values(), key=lambda r: r.created, reverse=True)
 
 
+def run_label(run: Run, *details: str) -> str:
+    """A run as every page lists it: name and short id, then any details, comma-separated.
+
+    ``run_label(run, "90.00%")`` -> ``"tiny · run 3f9a1c, 90.00%"``.
+    """
+    return ", ".join([f"{run.name} · run {run.id[-6:]}", *details])
+
+
+def pretrained_label(name: str) -> str:
+    """A pretrained preset as every page lists it."""
+    return f"{name} (pretrained)"
+
+
 def model_choices() -> dict[str, str]:
     """Label -> key for every model a page can use: pretrained presets, then runs."""
     from core import pretrained
 
-    choices = {f"{n} (pretrained)": PRETRAINED_PREFIX + n for n in pretrained.available()}
+    choices = {pretrained_label(n): PRETRAINED_PREFIX + n for n in pretrained.available()}
     for run in session_runs():
         if run.status in ("finished", "stopped") and run.test_accuracy is not None:
-            acc = f", {run.test_accuracy:.2%}" if run.test_accuracy is not None else ""
-            choices[f"{run.name} · run {run.id[-6:]}{acc}"] = run.id
+            choices[run_label(run, f"{run.test_accuracy:.2%}")] = run.id
     return choices
 
 
@@ -148,9 +181,12 @@ def data_and_models():
 
 
 def show_error(err: Exception) -> None:
-    """A user-facing error: the sentence, never a traceback."""
+    """A user-facing error: a LayerLabError's sentence; anything else is logged here on
+    the server and the viewer gets a plain sentence (no exception text, no paths)."""
     if isinstance(err, LayerLabError):
         st.error(str(err), icon="⚠️")
     else:
-        st.error(f"Something went wrong ({type(err).__name__}: {err}). Reload the page and "
-                 f"try again; if it keeps happening, report it.", icon="⚠️")
+        log.error("Unexpected error on a page", exc_info=err)
+        st.error("Something went wrong on the server. Reload the page and try again; if it "
+                 "keeps happening, tell the person who runs Layer Lab (the details are in "
+                 "the server's log).", icon="⚠️")

@@ -2,26 +2,26 @@
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core import pretrained
+from core.analysis import confusion_difference
 from core.compare import diff_recipes, diff_specs
 from core.runs import Run
 from core.spec import ModelSpec
 from core.stats import human_bytes, summarize
-from pages.common import page_guard, pretrained_record, session_runs
+from pages.common import pretrained_label, pretrained_record, run_label, session_runs
+from pages.widgets import confusion_chart
 
-page_guard()
 st.title("⚖️ Compare")
 
 runs: dict[str, Run] = {}
 for name in pretrained.available():
-    runs[f"{name} (pretrained)"] = Run.from_dict(pretrained_record(name))
+    runs[pretrained_label(name)] = Run.from_dict(pretrained_record(name))
 for run in session_runs():
     if run.test_accuracy is not None:
-        runs[f"{run.name} · {run.id}"] = run
+        runs[run_label(run)] = run
 if not runs:
     st.info("Nothing to compare yet: train a run on the Train page.")
     st.stop()
@@ -84,16 +84,9 @@ else:
 if ra.confusion is not None and rb.confusion is not None:
     st.markdown("**Confusion difference (B − A)**: blue off-diagonal cells are errors B "
                 "fixes, red ones are errors B makes that A did not.")
-    diff = np.array(rb.confusion) - np.array(ra.confusion)
-    df = pd.DataFrame([(t, p, int(diff[t, p])) for t in range(10) for p in range(10) if t != p],
-                      columns=["true", "predicted", "B − A"])
-    lim = max(1, int(np.abs(df["B − A"]).max()))
-    heat = alt.Chart(df).mark_rect().encode(
-        x=alt.X("predicted:O", title="predicted digit"), y=alt.Y("true:O", title="true digit"),
-        color=alt.Color("B − A:Q", scale=alt.Scale(scheme="redblue", reverse=True,
-                                                   domain=[-lim, lim]), title="B − A errors"),
-        tooltip=["true", "predicted", "B − A"]).properties(height=300)
-    st.altair_chart(heat, width="stretch")
+    diff = confusion_difference(ra.confusion, rb.confusion)
+    st.altair_chart(confusion_chart(diff, diff=True, height=360), width="stretch",
+                    key="compare_confusion")
 
 # -- accuracy vs parameters ------------------------------------------------------------------
 st.subheader("Accuracy versus size: the frontier of small models")

@@ -10,7 +10,8 @@ import streamlit as st
 from core.analysis import class_counts, class_gallery, intensity_histogram, mean_images
 from core.errors import LayerLabError
 from core.inspect import enlarge, tile_grid
-from pages.common import load_choice, mnist, model_choices, page_guard, show_error
+from pages.common import load_choice, mnist, model_choices, show_error
+from pages.widgets import digit_grid
 
 
 def split_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +44,7 @@ def gallery_rows(split: str, per_class: int, seed: int) -> list[np.ndarray]:
     """One strip of random images per class."""
     images, labels = split_arrays(split)
     picks = class_gallery(labels, per_class, seed)
-    return [tile_grid(np.repeat(images[idx][..., None], 3, axis=3), cols=per_class, pad=2)
-            for idx in picks]
+    return [digit_grid(images[idx], cols=per_class) for idx in picks]
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -55,7 +55,6 @@ def test_predictions(choice: str) -> np.ndarray:
     return evaluate_any(load_choice(choice), data.x_test, data.y_test).predictions
 
 
-page_guard()
 st.title("🔢 Data")
 try:
     data = mnist()

@@ -3,6 +3,7 @@ preprocessed the MNIST way, and see what every layer of a model makes of it."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 import numpy as np
@@ -13,14 +14,15 @@ from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, fil
                           inspector_for, labelled_grid, overlay, robustness_variants,
                           tile_grid)
 from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
-from pages.common import load_choice, mnist, model_choices, page_guard, show_error
+from pages.common import load_choice, mnist, model_choices, show_error
+from pages.widgets import digit_grid
 
 PAGE_START = time.perf_counter()
+log = logging.getLogger(__name__)
 CANVAS_SIDE = 280
 MAX_MAPS = 32                 # feature maps / filters shown at a time
 SOURCES = ("Draw", "Upload", "Test set")
 
-page_guard()
 st.session_state.setdefault("draw_updates", 0)
 st.session_state.setdefault("draw_last_digest", "")
 
@@ -57,9 +59,10 @@ def canvas_input(stroke: int, key: str) -> np.ndarray | None:
     """The freehand canvas (white on black); its RGBA pixels, or None before a stroke."""
     try:
         from streamlit_drawable_canvas import st_canvas  # noqa: PLC0415
-    except Exception as err:  # the component could not be registered here
-        st.info(f"The drawing canvas is not available ({type(err).__name__}); upload a "
-                "picture or pick a test image instead.")
+    except Exception:  # the component could not be registered here
+        log.exception("The drawing canvas component could not be loaded")
+        st.info("The drawing canvas is not available on this server; upload a picture or "
+                "pick a test image instead.")
         return None
     result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF",
                        background_color="#000000", height=CANVAS_SIDE, width=CANVAS_SIDE,
@@ -271,7 +274,7 @@ occl = c[2].checkbox("Occlusion sensitivity", key="draw_occlusion",
                           "probability drops (145 model calls in one batch).")
 target = result.top if target_choice == "predicted" else int(target_choice)
 expl = inspector.explain(digit, target, smooth=16 if smooth else 0, occlusion=occl)
-panels = [("Input", enlarge(np.repeat(digit[..., None], 3, axis=2), 168)),
+panels = [("Input", enlarge(digit_grid(digit[None], cols=1), 168)),
           (f"Gradient saliency for {target}", overlay(digit, expl.saliency, 6))]
 if expl.gradcam is not None:
     panels.append((f"{expl.gradcam_method} on {expl.gradcam_layer} for {target}",

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core.analysis import BASELINE_LABEL, confusion_difference, error_changes
 from core.errors import LayerLabError
-from core.evaluation import cell_indices, per_class_metrics, row_normalise
+from core.evaluation import cell_indices, per_class_metrics
 from core.inspect import enlarge
-from pages.common import data_and_models, load_choice, mnist, page_guard, show_error
+from pages.common import data_and_models, load_choice, mnist, show_error
+from pages.widgets import CELL, confusion_chart
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -54,62 +54,20 @@ def send_to_draw(index: int) -> None:
 
 def heat_map(cm: np.ndarray, normalised: bool, key: str, on_select=None,
              diff: bool = False) -> None:
-    """Rows = true class, columns = predicted class; click a cell to select it.
-
-    With ``diff`` the matrix holds B − A differences, shown on a diverging scale with
-    the diagonal (correct answers) left blank.
-    """
-    cm = np.asarray(cm)
-    values = row_normalise(cm) if normalised else cm.astype(np.float64)
-    if diff:
-        values = values * (1 - np.eye(10))
-    df = pd.DataFrame([(t, p, int(cm[t, p]), float(values[t, p]))
-                       for t in range(10) for p in range(10)],
-                      columns=["true", "predicted", "count", "value"])
-    if normalised:
-        df["text"] = df["value"].map(lambda v: f"{v:.1%}" if v >= 0.0005 else "")
-    elif diff:
-        df["text"] = df["value"].map(lambda v: f"{int(v):+d}" if v else "")
-    else:
-        df["text"] = df["count"].map(lambda c: str(c) if c else "")
-    top = float(np.abs(values).max()) or 1.0
-    df["dark"] = np.abs(df["value"]) >= (0.6 if diff else 0.35) * top
-    if diff:
-        colour = alt.Color("value:Q", title="B − A", scale=alt.Scale(
-            scheme="redblue", reverse=True, domainMid=0))
-    else:
-        colour = alt.Color("value:Q", title="share of row" if normalised else "images",
-                           scale=alt.Scale(scheme="blues",
-                                           type="linear" if normalised else "symlog"))
-    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click",
-                               clear="dblclick")
-    base = alt.Chart(df).encode(
-        x=alt.X("predicted:O", title="predicted class (columns)",
-                axis=alt.Axis(orient="top", labelAngle=0)),
-        y=alt.Y("true:O", title="true class (rows)"))
-    tips = [alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="predicted"),
-            alt.Tooltip("value:Q", title="B − A") if diff
-            else alt.Tooltip("count:Q", title="images")]
-    if normalised:
-        tips.append(alt.Tooltip("value:Q", title="share of row", format=".2%"))
-    rect = base.mark_rect(stroke="white").encode(
-        color=colour, tooltip=tips,
-        opacity=alt.condition(cell, alt.value(1.0), alt.value(0.6))).add_params(cell)
-    text = base.mark_text(fontSize=11).encode(
-        text="text:N",
-        color=alt.condition("datum.dark", alt.value("white"), alt.value("black")))
-    chart = (rect + text).properties(height=420)
+    """The shared confusion chart; with ``on_select`` a click on a cell selects it."""
+    chart = confusion_chart(cm, normalised=normalised, diff=diff,
+                            selectable=on_select is not None)
     if on_select is None:
         st.altair_chart(chart, width="stretch", key=key)
     else:
         st.altair_chart(chart, width="stretch", key=key, on_select=on_select,
-                        selection_mode=["cell"])
+                        selection_mode=[CELL])
 
 
 def picked_cell() -> None:
     """Chart click -> the two cell selectors (runs before the page as a callback)."""
     event = st.session_state.get("err_heat") or {}
-    points = (event.get("selection") or {}).get("cell") or []
+    points = (event.get("selection") or {}).get(CELL) or []
     if points:
         st.session_state["err_true"] = int(points[0]["true"])
         st.session_state["err_pred"] = int(points[0]["predicted"])
@@ -137,7 +95,6 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, cols: int = 6) -> 
                    f"first.")
 
 
-page_guard()
 st.title("❌ Errors")
 st.markdown("Where does a model go wrong? Rows are the **true** class, columns the "
             "**predicted** class: the diagonal holds the correct answers, every other cell "

@@ -1,9 +1,38 @@
 """Home: what Layer Lab does, with a link to each page."""
 import streamlit as st
 
-from pages.common import page_guard
+# (page, name, icon, what it does) for each link, by column
+NETWORKS = [
+    ("pages/models.py", "Models", "🧱", "Every preset layer by layer: shapes, parameters, "
+     "memory and compute, plus Keras code to take away."),
+    ("pages/train.py", "Train", "🏋️", "Train a network with live loss and accuracy curves, "
+     "stop it, resume it, keep it."),
+    ("pages/builder.py", "Builder", "🧩", "Assemble your own stack with sliders and see its "
+     "cost change with every edit."),
+    ("pages/compare.py", "Compare", "⚖️", "Runs side by side: figures, stack diffs, curves "
+     "and the accuracy-versus-size frontier."),
+    ("pages/challenge.py", "Challenge", "🏆", "The best accuracy under a parameter budget, on "
+     "a leaderboard shared by the class."),
+    ("pages/draw.py", "Draw & inspect", "✏️", "Draw a digit and see what every layer sees: "
+     "preprocessing, prediction, filters, feature maps and where the model looked."),
+]
+DATA = [
+    ("pages/data.py", "Data", "🔢", "MNIST at a glance: class counts, the average digit, "
+     "random galleries, pixel values and the hardest images."),
+    ("pages/projections.py", "Projections", "🗺️", "PCA, t-SNE and UMAP maps of raw pixels "
+     "or of any layer of any model."),
+    ("pages/errors.py", "Errors", "❌", "Confusion matrices you can click into, per-class "
+     "scores, and what one model fixes that another gets wrong."),
+]
 
-page_guard()
+
+def links(pages: list[tuple[str, str, str, str]]) -> None:
+    """Each page's link and, under it, what the page does (a link's label never wraps)."""
+    for page, name, icon, what in pages:
+        st.page_link(page, label=f"**{name}**", icon=icon)
+        st.caption(what)
+
+
 st.title("🔬 Layer Lab")
 st.markdown(
     "Learn how a neural network sees a handwritten digit. Pick one of the classic MNIST "
@@ -13,20 +42,7 @@ st.markdown(
 cols = st.columns(2)
 with cols[0]:
     st.subheader("Networks")
-    st.page_link("pages/models.py", label="**Models** — every preset layer by layer: "
-                 "shapes, parameters, memory and compute, plus Keras code to take away.",
-                 icon="🧱")
-    st.page_link("pages/train.py", label="**Train** — train a network with live loss and "
-                 "accuracy curves, stop it, resume it, keep it.", icon="🏋️")
-    st.page_link("pages/builder.py", label="**Builder** — assemble your own stack with "
-                 "sliders and see its cost change with every edit.", icon="🧩")
-    st.page_link("pages/compare.py", label="**Compare** — runs side by side: figures, "
-                 "stack diffs, curves and the accuracy-versus-size frontier.", icon="⚖️")
-    st.page_link("pages/challenge.py", label="**Challenge** — the best accuracy under a "
-                 "parameter budget, on a leaderboard shared by the class.", icon="🏆")
-    st.page_link("pages/draw.py", label="**Draw & inspect** — draw a digit and see what "
-                 "every layer sees: preprocessing, prediction, filters, feature maps and "
-                 "where the model looked.", icon="✏️")
+    links(NETWORKS)
 with cols[1]:
     st.subheader("How to start")
     st.markdown(
@@ -38,11 +54,4 @@ with cols[1]:
         "before you can explore."
     )
     st.subheader("Data & errors")
-    st.page_link("pages/data.py", label="**Data** — MNIST at a glance: class counts, the "
-                 "average digit, random galleries, pixel values and the hardest images.",
-                 icon="🔢")
-    st.page_link("pages/projections.py", label="**Projections** — PCA, t-SNE and UMAP maps "
-                 "of raw pixels or of any layer of any model.", icon="🗺️")
-    st.page_link("pages/errors.py", label="**Errors** — confusion matrices you can click "
-                 "into, per-class scores, and what one model fixes that another gets "
-                 "wrong.", icon="❌")
+    links(DATA)

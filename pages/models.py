@@ -1,6 +1,5 @@
 """Models: a preset layer by layer — shapes, parameters, memory, compute, code."""
 import altair as alt
-import pandas as pd
 import streamlit as st
 
 from core.export import to_keras_script
@@ -8,10 +7,10 @@ from core.modelio import (import_run, keras_upload_allowed, load_keras_upload,
                           model_from_spec_and_weights, spec_from_keras)
 from core.preprocess import MAX_FILE_MB
 from core.presets import PRESETS
-from core.stats import human_bytes, human_count, shape_text, summarize
-from pages.common import page_guard, show_error, store
+from core.stats import human_bytes, human_count, summarize
+from pages.common import show_error, store
+from pages.widgets import layer_table, show_layer_table
 
-page_guard()
 st.title("🧱 Models")
 st.caption("Every number here comes from the layer stack itself and matches Keras' own "
            "`model.summary()`.")
@@ -37,15 +36,9 @@ m[4].metric("MACs / image", human_count(t.macs), help=f"{t.macs:,} multiply-accu
 m[5].metric("Adam state", human_bytes(t.adam_training_bytes),
             help="weights + gradients + two Adam moments, 4 bytes each")
 
-table = pd.DataFrame([{
-    "#": r.index, "layer": r.name, "type": r.layer, "output shape": shape_text(r.output_shape),
-    "params": r.params, "trainable": r.trainable, "non-trainable": r.non_trainable,
-    "MACs": r.macs, "activations": r.activations, "weights fp32": human_bytes(r.weight_bytes_fp32),
-} for r in rows])
-counts = {c: st.column_config.NumberColumn(format="localized")
-          for c in ("params", "trainable", "non-trainable", "MACs", "activations")}
-st.dataframe(table, hide_index=True, width="stretch", key="models_table",
-             column_config=counts)
+table = layer_table(rows, ["#", "layer", "type", "output shape", "params", "trainable",
+                           "non-trainable", "MACs", "activations", "weights fp32"])
+show_layer_table(table, key="models_table")
 st.caption(f"Activation memory at batch {batch}: inference "
            f"{human_bytes(t.activation_bytes_inference)}, training ≈ "
            f"{human_bytes(t.activation_bytes_training)} (outputs kept, plus their gradients).")

@@ -13,7 +13,8 @@ from core.errors import LayerLabError
 from core.inspect import enlarge, tile_grid
 from core.projections import (METHOD_LABELS, ProjectionRequest, fitted_map,
                               load_projection, resolve, submit)
-from pages.common import data_and_models, load_choice, mnist, page_guard, show_error
+from pages.common import data_and_models, load_choice, mnist, show_error
+from pages.widgets import digit_grid
 
 NO_MODEL = "— none: raw pixels only —"
 PIXELS = "raw pixels (784 values)"
@@ -75,14 +76,11 @@ def finished(slot: str):
     st.session_state[slot] = None
     try:
         return job.result()
-    except LayerLabError as err:
-        show_error(err)
-    except Exception as err:  # noqa: BLE001 - shown as a sentence, never a traceback
+    except Exception as err:  # noqa: BLE001 - a sentence for the viewer, the rest logged
         show_error(err)
     return None
 
 
-page_guard()
 st.title("🗺️ Projections")
 st.markdown("Each dot is one image, placed so that images the source finds similar land "
             "close together. Compare raw pixels with a trained model's layers: the "
@@ -268,8 +266,7 @@ if right is not None:
         st.image(enlarge(np.asarray(drawn, np.uint8), 112), width=112)
         idx, dist = nearest_images(data.x_train, np.asarray(drawn, np.uint8), k=8)
         st.markdown("**Nearest training images** (pixel distance)")
-        tiles = np.repeat(data.x_train[idx][..., None], 3, axis=3)
-        st.image(enlarge(tile_grid(tiles, cols=4), 240), width=240,
+        st.image(enlarge(digit_grid(data.x_train[idx], cols=4), 240), width=240,
                  caption=", ".join(str(int(data.y_train[i])) for i in idx))
 
 # -- selected region --------------------------------------------------------------------------
@@ -283,8 +280,7 @@ if "x" in box and "y" in box:
         counts = inside["digit"].value_counts().sort_index()
         st.caption("By true digit: " + ", ".join(f"{d}: {n}" for d, n in counts.items()))
         sample = inside.head(REGION_MAX)
-        tiles = np.repeat(images[sample["index"].to_numpy()][..., None], 3, axis=3)
-        grid = tile_grid(tiles, cols=15)
+        grid = digit_grid(images[sample["index"].to_numpy()], cols=15)
         st.image(enlarge(grid, 2 * grid.shape[1]), width=2 * grid.shape[1])
         shown = ["index", "digit"] + (["predicted", "confidence"] if model is not None else [])
         st.dataframe(inside[shown].head(500), key="proj_region_table", hide_index=True)

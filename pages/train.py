@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -14,10 +13,10 @@ from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec
 from core.training import SCHEDULER, TrainingJob
-from pages.common import (device_info, model_choices, page_guard, session_runs, show_error,
+from pages.common import (device_info, model_choices, run_label, session_runs, show_error,
                           store)
+from pages.widgets import confusion_chart
 
-page_guard()
 st.title("🏋️ Train")
 job: TrainingJob | None = st.session_state.job
 busy = job is not None and not job.progress.done and (job.alive or not job.events.empty())
@@ -39,7 +38,7 @@ elif source == "Resume one of my runs":
     if not runs:
         st.info("You have no runs to resume yet. Train a preset first.")
         st.stop()
-    labels = {f"{r.name} · {r.epochs_done} epochs · {r.status} · {r.id}": r for r in runs}
+    labels = {run_label(r, f"{r.epochs_done} epochs", r.status): r for r in runs}
     resume_run = labels[st.selectbox("Run", list(labels), key="train_resume", disabled=busy)]
     spec = ModelSpec.from_dict(resume_run.spec)
     defaults = Recipe.from_dict(resume_run.recipe)
@@ -79,9 +78,10 @@ with st.expander("Recipe", expanded=not busy):
                             help="Fewer images train faster: good for a quick classroom demo.")
     seed = c[3].number_input("Seed", 0, 2**31 - 1, int(defaults.seed), key=f"tr_seed_{k}",
                              disabled=busy)
-    c = st.columns(4)
-    augment = c[0].checkbox("Light augmentation (shifts ±8%, rotations ±10°)",
-                            value=defaults.augment, key=f"tr_aug_{k}", disabled=busy)
+    c = st.columns(2)              # two wide columns: a checkbox label never wraps
+    augment = c[0].checkbox("Light augmentation", value=defaults.augment, key=f"tr_aug_{k}",
+                            disabled=busy, help="Random shifts of up to ±8% and rotations "
+                                                "of up to ±10° of each training image.")
     has_gpu = "tensorflow" in sys.modules and device_info().kind == "GPU"
     mixed = c[1].checkbox("Mixed precision (float16)", value=False, key=f"tr_mp_{k}",
                           disabled=busy or not has_gpu,
@@ -199,21 +199,15 @@ if job is not None and job.progress.done:
         c[1].metric("Test loss", f"{run.test_loss:.4f}")
         c[2].metric("Parameters", f"{run.params:,}")
         c[3].metric("Training time", f"{run.wall_time_s:.1f} s")
-        run_label = next((lbl for lbl, key in model_choices().items() if key == run.id), None)
-        if run_label and st.button("Open its confusion matrix on the Errors page ❌",
+        errors_label = next((lbl for lbl, key in model_choices().items() if key == run.id),
+                            None)
+        if errors_label and st.button("Open its confusion matrix on the Errors page ❌",
                                    key="train_to_errors"):
-            st.session_state.err_model = run_label      # preselect this run there
+            st.session_state.err_model = errors_label   # preselect this run there
             st.switch_page("pages/errors.py")
         with st.expander("Confusion matrix (rows = true digit, columns = predicted)"):
-            cm = np.array(run.confusion)
-            df = pd.DataFrame([(t, pr, int(cm[t, pr])) for t in range(10) for pr in range(10)],
-                              columns=["true", "predicted", "count"])
-            heat = alt.Chart(df).mark_rect().encode(
-                x=alt.X("predicted:O", title="predicted digit"),
-                y=alt.Y("true:O", title="true digit"),
-                color=alt.Color("count:Q", scale=alt.Scale(type="symlog"), title="images"),
-                tooltip=["true", "predicted", "count"]).properties(height=320)
-            st.altair_chart(heat, width="stretch")
+            st.altair_chart(confusion_chart(run.confusion, height=360), width="stretch",
+                            key="train_confusion")
         path = store().model_path(run.id)
         d = st.columns([1, 1, 1, 2, 1])
         if path is not None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: MNIST from ../shared (or MNIST_NPZ), quiet TensorFlow, temp stores."""
+"""Shared fixtures: MNIST from ../shared (or MNIST_NPZ), quiet TensorFlow, temp stores, and
+the app's pages opened in Streamlit's AppTest."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +12,7 @@ sys.path.insert(0, str(ROOT))
 # The bench scripts' setup, shared: quiet TensorFlow, MNIST_NPZ from ../shared when unset.
 import bench._util  # noqa: E402,F401
 
+APP = ROOT / "app.py"
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +49,36 @@ def tiny_trained(mnist):
     model.fit(to_float(mnist.x_train[:3000]), mnist.y_train[:3000], epochs=1, batch_size=64,
               verbose=0)
     return spec, model
+
+
+@pytest.fixture(scope="session")
+def app_path() -> Path:
+    """The app's entry point, app.py."""
+    return APP
+
+
+@pytest.fixture
+def open_page(app_path):
+    """Open the app in AppTest as a browser does: app.py's first run (Home), then a page.
+
+    ``open_page("train")`` runs Home, switches to pages/train.py and runs it. ``query``
+    and ``state`` are set before the first run; ``run=False`` switches without running
+    the page (to set more session state first). ``open_page()`` stops after Home.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def _open(page: str | None = None, *, timeout: float = 120, query: dict | None = None,
+              state: dict | None = None, run: bool = True) -> AppTest:
+        at = AppTest.from_file(str(app_path), default_timeout=timeout)
+        for key, value in (query or {}).items():
+            at.query_params[key] = value
+        for key, value in (state or {}).items():
+            at.session_state[key] = value
+        at.run()
+        if page is not None:
+            at.switch_page(f"pages/{page}.py")
+            if run:
+                at.run()
+        return at
+
+    return _open

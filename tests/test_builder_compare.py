@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def builder() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/builder.py").run()
-    assert not at.exception
-    return at
+@pytest.fixture
+def builder(open_page):
+    """``builder()``: the Builder page, opened cleanly."""
+    def _open() -> AppTest:
+        at = open_page("builder", timeout=60)
+        assert not at.exception
+        return at
+    return _open
 
 
 def params(at: AppTest) -> str:
@@ -23,7 +28,7 @@ def layer_buttons(at: AppTest, suffix: str) -> list:
     return [b for b in at.button if b.key and b.key.endswith(suffix)]
 
 
-def test_builder_add_remove_reorder_changes_exact_params():
+def test_builder_add_remove_reorder_changes_exact_params(builder):
     at = builder()
     assert params(at) == "34,826"            # keras_example is the starting stack
     # add Dense 64 before the output: Dropout(1600) -> Dense 64 -> Dense 10
@@ -46,7 +51,7 @@ def test_builder_add_remove_reorder_changes_exact_params():
     assert params(at) == f"{320 + 9_248 + 18_496 + 16_010:,}"
 
 
-def test_builder_slider_changes_params():
+def test_builder_slider_changes_params(builder):
     at = builder()
     slider = next(s for s in at.slider if s.key.endswith("_filters"))
     slider.set_value(16).run()
@@ -54,7 +59,7 @@ def test_builder_slider_changes_params():
     assert params(at) == f"{160 + 9_280 + 16_010:,}"
 
 
-def test_builder_invalid_stack_inline_message_and_disabled_train():
+def test_builder_invalid_stack_inline_message_and_disabled_train(builder):
     at = builder()
     # move the Flatten (layer 5) to the top: conv after a flat vector
     for _ in range(4):
@@ -70,13 +75,13 @@ def test_builder_invalid_stack_inline_message_and_disabled_train():
     assert not any(m.label == "Parameters" for m in at.metric)
 
 
-def test_builder_train_button_enabled_when_valid():
+def test_builder_train_button_enabled_when_valid(builder):
     at = builder()
     assert not at.button(key="builder_train").disabled
 
 
-def test_compare_page_with_pretrained_runs():
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_compare_page_with_pretrained_runs(open_page):
+    at = open_page(timeout=60)
     at.switch_page("pages/compare.py").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -108,7 +113,7 @@ def parameters_metric(at: AppTest):
     return next(m for m in at.metric if m.label == "Parameters")
 
 
-def test_builder_no_change_is_neutral_and_a_drop_is_green():
+def test_builder_no_change_is_neutral_and_a_drop_is_green(builder):
     at = builder()
     metric = parameters_metric(at)
     assert metric.proto.delta == "±0"
@@ -121,7 +126,7 @@ def test_builder_no_change_is_neutral_and_a_drop_is_green():
     assert any("−9,376 params" in c.value for c in at.caption)
 
 
-def test_builder_last_layer_relu_names_its_activation():
+def test_builder_last_layer_relu_names_its_activation(builder):
     at = builder()
     next(s for s in reversed(at.selectbox) if s.key.endswith("_activation")) \
         .set_value("relu").run()
@@ -132,7 +137,7 @@ def test_builder_last_layer_relu_names_its_activation():
     assert at.button(key="builder_train").disabled
 
 
-def test_builder_adds_separable_conv_with_generated_widgets():
+def test_builder_adds_separable_conv_with_generated_widgets(builder):
     at = builder()
     at.selectbox(key="builder_new_type").set_value("SeparableConv2D").run()
     at.number_input(key="builder_new_pos").set_value(1).run()
@@ -171,7 +176,7 @@ def test_builder_batch_estimate_warns_at_a_heavy_batch():
     assert memory.value == "6.14 GiB" and "batch size 1,024" in memory.help
 
 
-def test_builder_numbers_have_thousands_separators():
+def test_builder_numbers_have_thousands_separators(builder):
     at = builder()
     assert all(s.proto.format == "localized" for s in at.slider
                if s.key.endswith(("_filters", "_units", "_kernel_size")))

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 300
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 WS = "da7a7e57" * 4                 # a workspace id of the server's own format
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -36,16 +34,17 @@ def run_label(tiny):
     return f"tiny · run {run.id[-6:]}, 90.00%"
 
 
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params["ws"] = WS
-    at.run()
-    at.switch_page(f"pages/{name}.py").run()
-    assert not at.exception, at.exception
-    return at
+@pytest.fixture
+def page(open_page):
+    """``page(name)``: that page opened in workspace WS, checked to run cleanly."""
+    def _page(name: str) -> AppTest:
+        at = open_page(name, timeout=TIMEOUT, query={"ws": WS})
+        assert not at.exception, at.exception
+        return at
+    return _page
 
 
-def test_data_page(run_label):
+def test_data_page(page, run_label):
     at = page("data")
     assert at.title[0].value.endswith("Data")
     counts = at.dataframe[0].value                  # AppTest keeps no dataframe keys
@@ -65,7 +64,7 @@ def test_data_page(run_label):
     assert any("Wrong for the most" in c.value for c in at.caption)
 
 
-def test_errors_page_matrix_cells_and_comparison(run_label):
+def test_errors_page_matrix_cells_and_comparison(page, run_label):
     at = page("errors")
     at.selectbox(key="err_model").set_value(run_label).run()
     assert not at.exception
@@ -93,7 +92,7 @@ def test_errors_page_matrix_cells_and_comparison(run_label):
     assert at.session_state["draw_image_index"] == index
 
 
-def test_errors_page_baseline_offers_training(run_label):
+def test_errors_page_baseline_offers_training(page, run_label):
     at = page("errors")
     from core.analysis import BASELINE_LABEL
 
@@ -103,7 +102,7 @@ def test_errors_page_baseline_offers_training(run_label):
     assert at.button(key="err_fit_baseline")
 
 
-def test_projections_pca_and_layer_source(run_label):
+def test_projections_pca_and_layer_source(page, run_label):
     at = page("projections")
     at.select_slider(key="proj_points_test").set_value(1000).run()
     assert not at.exception
@@ -130,7 +129,7 @@ def wait_for_map(at: AppTest, timeout: float = 240) -> None:
     raise AssertionError("the map was not computed in time")
 
 
-def test_projections_tsne_in_background_then_cached():
+def test_projections_tsne_in_background_then_cached(page):
     at = page("projections")
     at.radio(key="proj_method").set_value("t-SNE").run()
     at.select_slider(key="proj_points_test").set_value(1000).run()
@@ -146,7 +145,7 @@ def test_projections_tsne_in_background_then_cached():
     assert {m.label: m.value for m in again.metric}["Points"] == "1,000"
 
 
-def test_umap_places_the_drawn_digit():
+def test_umap_places_the_drawn_digit(page):
     from core.data import load_mnist
 
     data = load_mnist()

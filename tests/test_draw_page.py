@@ -6,14 +6,11 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGE = "pages/draw.py"
 TIMEOUT = 120
 WORKSPACE = "drawtest"
 SECTIONS = ("Prediction", "What it looked at", "Robustness probe", "Feature maps",
@@ -55,7 +52,7 @@ def tiny(mnist):
 
 
 @pytest.fixture()
-def page(tiny):
+def page(tiny, open_page):
     """The Draw page with the tiny model saved as a finished run and selected."""
     from core.runs import Run, RunStore
 
@@ -66,10 +63,7 @@ def page(tiny):
               test_accuracy=0.9)
     store.save_run(run)
     store.save_model(run.id, model)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["workspace"] = WORKSPACE
-    at.run()
-    at.switch_page(PAGE)
+    at = open_page("draw", timeout=TIMEOUT, state={"workspace": WORKSPACE}, run=False)
     at.session_state["draw_model"] = "tiny_cnn · run tiny01, 90.00%"
     return at
 

@@ -3,19 +3,16 @@ queues the rest, and no session sees another's runs."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from core.training import SCHEDULER
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 K = "Preset_keras_example"
 
 
-def start_session(seed: int) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/train.py").run()
+def start_session(open_page, seed: int) -> AppTest:
+    at = open_page("train")
     at.selectbox(key="train_preset").set_value("keras_example").run()
     at.selectbox(key=f"tr_sub_{K}").set_value("1,000").run()
     at.slider(key=f"tr_ep_{K}").set_value(1).run()
@@ -26,9 +23,9 @@ def start_session(seed: int) -> AppTest:
     return at
 
 
-def test_five_sessions_train_at_once_isolated_and_queued():
+def test_five_sessions_train_at_once_isolated_and_queued(open_page):
     assert SCHEDULER.max_active == 2
-    sessions = [start_session(seed) for seed in range(5)]
+    sessions = [start_session(open_page, seed) for seed in range(5)]
     saw_queue = False
     finished: dict[int, dict] = {}
     deadline = time.time() + 400

@@ -3,21 +3,14 @@ run trains from the Train page and shows its results."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 120
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-
-
-def test_home_renders_with_sidebar():
-    at = app()
+def test_home_renders_with_sidebar(open_page):
+    at = open_page()
     assert not at.exception
     assert at.title[0].value.endswith("Layer Lab")
     sidebar = " ".join(c.value for c in at.sidebar.caption)
@@ -26,7 +19,7 @@ def test_home_renders_with_sidebar():
     assert "Workspace" in sidebar
 
 
-def test_home_does_not_import_tensorflow():
+def test_home_does_not_import_tensorflow(app_path):
     """The cold-start path stays light: rendering Home must not need TensorFlow."""
     import subprocess
     import sys
@@ -36,15 +29,14 @@ def test_home_does_not_import_tensorflow():
             "assert not at.exception, at.exception; "
             "print('TF' if 'tensorflow' in sys.modules else 'NO_TF')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=Path(APP).parent)
+                         timeout=120, cwd=app_path.parent)
     assert out.stdout.strip().endswith("NO_TF"), out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("preset,total", [("warmup_mlp", "111,146"), ("bulky_cnn", "331,754"),
                                           ("keras_example", "34,826")])
-def test_models_page_shows_exact_counts(preset, total):
-    at = app()
-    at.switch_page("pages/models.py").run()
+def test_models_page_shows_exact_counts(open_page, preset, total):
+    at = open_page("models")
     at.selectbox(key="models_preset").set_value(preset).run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -58,9 +50,8 @@ def test_models_page_shows_exact_counts(preset, total):
     assert any("def build_model" in c.value for c in at.code)
 
 
-def test_train_page_runs_a_tiny_run():
-    at = app()
-    at.switch_page("pages/train.py").run()
+def test_train_page_runs_a_tiny_run(open_page):
+    at = open_page("train", timeout=TIMEOUT)
     assert not at.exception
     at.selectbox(key="train_preset").set_value("keras_example").run()
     k = "Preset_keras_example"
@@ -89,3 +80,164 @@ def test_train_page_runs_a_tiny_run():
     at.radio(key="train_source").set_value("Resume one of my runs").run()
     assert not at.exception
     assert any("keras_example" in o for o in at.selectbox(key="train_resume").options)
+
+
+# -- shared page pieces ------------------------------------------------------------------
+def test_run_label_is_name_short_id_and_details():
+    from core.runs import Run
+    from pages.common import pretrained_label, run_label
+
+    run = Run(id="20260101-000000-abc123", name="tiny", spec={}, recipe={})
+    assert run_label(run) == "tiny · run abc123"
+    assert run_label(run, "2 epochs", "stopped") == "tiny · run abc123, 2 epochs, stopped"
+    assert pretrained_label("small_cnn") == "small_cnn (pretrained)"
+
+
+def test_confusion_chart_labels_cells_and_blanks_the_diagonal_of_a_difference():
+    import numpy as np
+
+    from pages.widgets import CELL, confusion_chart
+
+    cm = np.array([[5, 1], [0, 7]])
+    plain = confusion_chart(cm).to_dict()
+    texts = {(d["true"], d["predicted"]): d["text"]
+             for d in next(iter(plain["datasets"].values()))}
+    assert texts == {(0, 0): "5", (0, 1): "1", (1, 0): "", (1, 1): "7"}
+    assert "params" not in plain                              # not clickable by default
+    diff = confusion_chart(np.array([[3, -2], [4, -1]]), diff=True, selectable=True)
+    spec = diff.to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [d["text"] for d in rows] == ["", "-2", "+4", ""]
+    assert [p["name"] for p in spec["params"]] == [CELL]
+
+
+def test_layer_table_has_the_asked_columns_with_exact_counts():
+    from core.presets import PRESETS
+    from core.stats import summarize
+    from pages.widgets import layer_table
+
+    rows, totals = summarize(PRESETS["keras_example"].spec)
+    table = layer_table(rows, ["layer", "params", "activation memory"])
+    assert list(table.columns) == ["layer", "params", "activation memory"]
+    assert int(table["params"].sum()) == totals.params == 34_826
+
+
+def test_digit_grid_is_rgb_with_white_gaps():
+    import numpy as np
+
+    from pages.widgets import digit_grid
+
+    digits = np.stack([np.full((28, 28), v, np.uint8) for v in (0, 100, 200)])
+    grid = digit_grid(digits, cols=2, pad=2)
+    assert grid.shape == (58, 58, 3) and grid.dtype == np.uint8
+    assert (grid[0, 0] == 0).all() and (grid[0, 30] == 100).all() and (grid[30, 0] == 200).all()
+    assert (grid[0, 28] == 255).all()                                       # the gap
+    assert (digit_grid(digits[1:2], cols=1) == 100).all()                    # one digit: RGB
+
+
+def test_unexpected_errors_are_logged_not_shown(caplog):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(
+        "from pages.common import show_error\n"
+        "show_error(RuntimeError('/srv/secret/path.npz is broken'))\n").run()
+    shown = at.error[0].value
+    assert "secret" not in shown and "RuntimeError" not in shown and shown.endswith(".")
+    assert any("secret" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_sidebar_shows_a_data_error_as_its_sentence(open_page, monkeypatch):
+    from core.errors import DataError
+    from pages import common
+
+    def missing():
+        raise DataError("MNIST was not found. Point MNIST_NPZ at mnist.npz.")
+
+    monkeypatch.setattr(common, "mnist", missing)
+    at = open_page()
+    assert not at.exception
+    assert [e.value for e in at.sidebar.error] == [
+        "MNIST was not found. Point MNIST_NPZ at mnist.npz."]
+
+
+# -- the two patches of Streamlit internals in pages/common.py ---------------------------
+# Each is checked twice: Streamlit still does what the patch works around (in a fresh
+# process, unpatched), and the patch still works. When a Streamlit upgrade changes either,
+# these fail; the deep-link browser test (tests/e2e/test_navigation.py) checks the result.
+LEGACY_PROBE = """
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
+at.switch_page("pages/other.py").run()
+print("frame" if any(m.value == "frame" for m in at.sidebar.markdown) else "no-frame",
+      " ".join(m.value for m in at.main.markdown))
+"""
+
+
+def test_streamlit_still_runs_a_page_without_the_entry_point_in_legacy_mode(tmp_path):
+    """Why pages/common.py reroutes legacy runs: unpatched, a fresh process (as AppTest
+    makes one per run) with a ``pages/`` folder runs pages/other.py without app.py."""
+    import subprocess
+    import sys
+
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "home.py").write_text("import streamlit as st\nst.markdown('home')\n")
+    (tmp_path / "pages" / "other.py").write_text("import streamlit as st\nst.markdown('other')\n")
+    app = tmp_path / "app.py"
+    app.write_text("import streamlit as st\nst.sidebar.markdown('frame')\n"
+                   "st.navigation([st.Page('pages/home.py', default=True),\n"
+                   "               st.Page('pages/other.py')]).run()\n")
+    out = subprocess.run([sys.executable, "-c", LEGACY_PROBE, str(app)], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.stdout.split() == ["no-frame", "other"], out.stdout + out.stderr
+
+
+def test_every_run_goes_through_app_py(open_page):
+    """A page opened on its own (AppTest starts each run in legacy mode, as a fresh server
+    does) still gets app.py's sidebar and session defaults."""
+    import inspect
+
+    from streamlit.runtime.scriptrunner import script_runner
+
+    assert "_mpa_v1(" in inspect.getsource(script_runner.ScriptRunner._run_script)
+    at = open_page("train")
+    assert script_runner._mpa_v1.__qualname__ == "_run_entry_point"
+    assert not at.exception and at.title[0].value.endswith("Train")
+    assert "Workspace" in " ".join(c.value for c in at.sidebar.caption)
+    assert at.session_state["workspace"]
+
+
+# Keras keeps its global state in a ``threading.local`` tracker; ``clear_session()``
+# replaces the tracker, wiping that state for every thread (training runs included).
+KERAS_PROBE = """
+from keras.src.backend.common import global_state
+from streamlit.testing.v1 import AppTest
+tracker = global_state.GLOBAL_STATE_TRACKER
+at = AppTest.from_string("import keras", default_timeout=120)
+at.run()
+at.run()
+print("kept" if global_state.GLOBAL_STATE_TRACKER is tracker else "cleared")
+"""
+
+
+def test_streamlit_still_clears_keras_state_after_every_run():
+    """Why pages/common.py keeps Keras state: unpatched (a fresh process), Streamlit calls
+    ``keras.backend.clear_session()`` after each run."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", KERAS_PROBE], capture_output=True,
+                         text=True, timeout=180)
+    assert out.stdout.split()[-1:] == ["cleared"], out.stdout + out.stderr
+
+
+def test_keras_state_survives_reruns():
+    from keras.src.backend.common import global_state
+    from streamlit.testing.v1 import AppTest
+
+    tracker = global_state.GLOBAL_STATE_TRACKER
+    at = AppTest.from_string("import keras\nimport pages.common", default_timeout=120)
+    at.run()
+    at.run()
+    assert not at.exception
+    assert global_state.GLOBAL_STATE_TRACKER is tracker

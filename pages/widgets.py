@@ -1,0 +1,107 @@
+"""View pieces shared by the pages: the confusion-matrix chart, the layer table and the
+grid of MNIST digits. Each page draws them with its own widget keys."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.evaluation import row_normalise
+from core.inspect import tile_grid
+from core.stats import LayerRow, human_bytes, shape_text
+
+CELL = "cell"            # the confusion chart's click selection (``selection_mode=[CELL]``)
+
+
+def confusion_chart(cm: np.ndarray, *, normalised: bool = False, diff: bool = False,
+                    selectable: bool = False, height: int = 420) -> alt.LayerChart:
+    """Rows = true class, columns = predicted class, each cell labelled with its value.
+
+    ``normalised`` shows each row's shares; ``diff`` takes a B − A difference matrix and
+    shows it on a diverging scale with the diagonal (correct answers) left blank;
+    ``selectable`` lets a click pick a cell (selection :data:`CELL`, fields ``true`` and
+    ``predicted``).
+    """
+    cm = np.asarray(cm)
+    values = row_normalise(cm) if normalised else cm.astype(np.float64)
+    if diff:
+        values = values * (1 - np.eye(len(cm)))
+    n = len(cm)
+    df = pd.DataFrame([(t, p, int(cm[t, p]), float(values[t, p]))
+                       for t in range(n) for p in range(n)],
+                      columns=["true", "predicted", "count", "value"])
+    if normalised:
+        df["text"] = df["value"].map(lambda v: f"{v:.1%}" if v >= 0.0005 else "")
+    elif diff:
+        df["text"] = df["value"].map(lambda v: f"{int(v):+d}" if v else "")
+    else:
+        df["text"] = df["count"].map(lambda c: str(c) if c else "")
+    top = float(np.abs(values).max()) or 1.0
+    df["dark"] = np.abs(df["value"]) >= (0.6 if diff else 0.35) * top
+    if diff:
+        colour = alt.Color("value:Q", title="B − A", scale=alt.Scale(
+            scheme="redblue", reverse=True, domainMid=0))
+    else:
+        colour = alt.Color("value:Q", title="share of row" if normalised else "images",
+                           scale=alt.Scale(scheme="blues",
+                                           type="linear" if normalised else "symlog"))
+    base = alt.Chart(df).encode(
+        x=alt.X("predicted:O", title="predicted class (columns)",
+                axis=alt.Axis(orient="top", labelAngle=0)),
+        y=alt.Y("true:O", title="true class (rows)"))
+    tips = [alt.Tooltip("true:O", title="true"), alt.Tooltip("predicted:O", title="predicted"),
+            alt.Tooltip("value:Q", title="B − A") if diff
+            else alt.Tooltip("count:Q", title="images")]
+    if normalised:
+        tips.append(alt.Tooltip("value:Q", title="share of row", format=".2%"))
+    rect = base.mark_rect(stroke="white").encode(color=colour, tooltip=tips)
+    if selectable:
+        cell = alt.selection_point(name=CELL, fields=["true", "predicted"], on="click",
+                                   clear="dblclick")
+        rect = rect.encode(opacity=alt.condition(cell, alt.value(1.0), alt.value(0.6)))
+        rect = rect.add_params(cell)
+    text = base.mark_text(fontSize=11).encode(
+        text="text:N",
+        color=alt.condition("datum.dark", alt.value("white"), alt.value("black")))
+    return (rect + text).properties(height=height)
+
+
+# -- the layer table ---------------------------------------------------------------------
+LAYER_COLUMNS: dict[str, Callable[[LayerRow], object]] = {
+    "#": lambda r: r.index,
+    "layer": lambda r: r.name,
+    "type": lambda r: r.layer,
+    "output shape": lambda r: shape_text(r.output_shape),
+    "params": lambda r: r.params,
+    "trainable": lambda r: r.trainable,
+    "non-trainable": lambda r: r.non_trainable,
+    "MACs": lambda r: r.macs,
+    "activations": lambda r: r.activations,
+    "weights fp32": lambda r: human_bytes(r.weight_bytes_fp32),
+    "activation memory": lambda r: human_bytes(4 * r.activations),
+}
+_COUNTS = ("params", "trainable", "non-trainable", "MACs", "activations")
+
+
+def layer_table(rows: Sequence[LayerRow], columns: Sequence[str]) -> pd.DataFrame:
+    """One row per layer (``core.stats.summarize``) with the named columns, in order."""
+    return pd.DataFrame([{c: LAYER_COLUMNS[c](r) for c in columns} for r in rows],
+                        columns=list(columns))
+
+
+def show_layer_table(table: pd.DataFrame, key: str) -> None:
+    """A :func:`layer_table`, counts with thousands separators."""
+    counts = {c: st.column_config.NumberColumn(format="localized")
+              for c in _COUNTS if c in table}
+    st.dataframe(table, hide_index=True, width="stretch", key=key, column_config=counts)
+
+
+# -- images ------------------------------------------------------------------------------
+def digit_grid(images: np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
+    """Gray uint8 digits (N, 28, 28) -> one RGB grid image, row by row, ``pad`` px apart
+    on white (one digit gives that digit in RGB)."""
+    gray = np.asarray(images, np.uint8)
+    return tile_grid(np.repeat(gray[..., None], 3, axis=-1), cols=cols, pad=pad)
