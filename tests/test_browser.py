@@ -91,7 +91,7 @@ def test_stroke_set_reads_offline_with_small_cnn():
         _missing("cached_models/small_cnn.keras is absent; run `python -m core pretrain "
                  "small_cnn`")
     from core import pretrained
-    from core.inspect import inspector_for
+    from core.inspector import inspector_for
     from core.preprocess import preprocess
 
     inspector = inspector_for(pretrained.load_model("small_cnn"))
