@@ -146,6 +146,22 @@ def test_batched_probabilities_and_misclassified(inspector, trained, mnist):
     assert inspector.misclassified(None, None) is wrong          # computed once, kept
 
 
+def test_misclassified_follows_the_weights_not_the_object(mnist):
+    """A resumed run trains the very same model object: the kept answer must not outlive
+    its weights."""
+    from core.build import build_model
+
+    model = build_model(SPEC, seed=2)
+    inspector = inspector_for(model)
+    images, labels = mnist.x_test[:300], mnist.y_test[:300]
+    first = inspector.misclassified(images, labels)
+    model.set_weights(build_model(SPEC, seed=3).get_weights())    # "trained further"
+    again = inspector.misclassified(images, labels)
+    want = np.flatnonzero(inspector.probabilities(images).argmax(axis=1) != labels)
+    np.testing.assert_array_equal(again, want)
+    assert again is not first
+
+
 def test_uncertainty_sentences():
     def inspection(probs):
         return Inspection(np.asarray(probs, np.float32))
