@@ -49,7 +49,8 @@ def main() -> None:
 
     from core import pretrained
     from core.build import build_model
-    from core.inspect import Inspector, to_input
+    from core.data import to_float
+    from core.inspector import Inspector
     from core.presets import get_preset
 
     if args.model in pretrained.available():
@@ -59,7 +60,7 @@ def main() -> None:
             "random weights (no pretrained file)"
     rng = np.random.default_rng(0)
     digit = (rng.random((28, 28)) * 255).astype(np.uint8)
-    x = to_input(digit)
+    x = to_float(digit)
 
     start = time.perf_counter()
     inspector = Inspector(model).warm_up()

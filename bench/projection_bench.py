@@ -31,8 +31,9 @@ import numpy as np
 os.environ["LAYERLAB_HOME"] = tempfile.mkdtemp(prefix="layerlab_bench_")
 
 from core.data import load_mnist, to_float  # noqa: E402
-from core.projections import (ProjectionRequest, compute_projection, fit_pca,  # noqa: E402
-                              knn_accuracy, pixel_features, submit, tsne_embedding)
+from core.embeddings import fit_pca, knn_accuracy, tsne_embedding  # noqa: E402
+from core.projection_jobs import submit  # noqa: E402
+from core.projections import ProjectionRequest, compute_projection, pixel_features  # noqa: E402
 
 
 def line(label: str, value: str) -> None:

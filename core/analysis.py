@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data import to_float
 from core.errors import LayerLabError
 from core.evaluation import (NUM_CLASSES, Evaluation, array_fingerprint, cache_root,
-                             cached_evaluate, evaluation_from_probabilities)
+                             cached_evaluate, evaluation_from_probabilities,
+                             model_fingerprint)
 from core.runs import atomic_write_bytes
 
 BASELINE_LABEL = "Logistic regression (scikit-learn baseline)"
@@ -133,12 +135,19 @@ class LinearBaseline:
     seconds: float
 
     def probabilities(self, images: np.ndarray, batch_size: int = 10000) -> np.ndarray:
-        """Softmax class probabilities for uint8 images ``(N, 28, 28)``, float32 ``(N, 10)``."""
+        """Softmax class probabilities for uint8 images ``(N, 28, 28)``, float32 ``(N, 10)``.
+
+        >>> coef = np.zeros((10, 784), np.float32); coef[3] = 1.0     # ink means "3"
+        >>> model = LinearBaseline(coef, np.zeros(10, np.float32), 0, 0.0)
+        >>> probs = model.probabilities(np.full((2, 28, 28), 255, np.uint8))
+        >>> probs.shape, probs.argmax(axis=1).tolist()
+        ((2, 10), [3, 3])
+        """
         images = np.asarray(images)
         out = np.empty((len(images), len(self.intercept)), dtype=np.float32)
         for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].reshape(-1, self.coef.shape[1]).astype(np.float32)
-            z = (x / 255.0) @ self.coef.T + self.intercept
+            x = to_float(images[i:i + batch_size]).reshape(-1, self.coef.shape[1])
+            z = x @ self.coef.T + self.intercept
             z -= z.max(axis=1, keepdims=True)
             e = np.exp(z)
             out[i:i + batch_size] = e / e.sum(axis=1, keepdims=True)
@@ -157,7 +166,7 @@ def fit_logistic_baseline(images: np.ndarray, labels: np.ndarray, max_iter: int 
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
     images = np.asarray(images)
-    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    x = to_float(images).reshape(len(images), -1)
     t0 = time.perf_counter()
     clf = LogisticRegression(max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings():
@@ -209,6 +218,21 @@ def evaluate_any(model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     on a labelled set of uint8 images."""
     if isinstance(model, LinearBaseline):
         return evaluation_from_probabilities(model.probabilities(images), labels)
-    from core.data import to_float  # noqa: PLC0415
-
     return cached_evaluate(model, to_float(images), labels)
+
+
+def content_key(model) -> str:
+    """What a model's results are cached under: its content (weights), never its run id.
+
+    A resumed run keeps its id but not its weights; a page cache keyed by this shows
+    the resumed model's results, not the old ones. Works for Keras models and the
+    baseline.
+
+    >>> a = LinearBaseline(np.zeros((10, 784), np.float32), np.zeros(10, np.float32), 0, 0.0)
+    >>> b = LinearBaseline(np.ones((10, 784), np.float32), np.zeros(10, np.float32), 0, 0.0)
+    >>> content_key(a) == content_key(a), content_key(a) == content_key(b)
+    (True, False)
+    """
+    if isinstance(model, LinearBaseline):
+        return "baseline-" + array_fingerprint(model.coef, model.intercept)
+    return model_fingerprint(model)

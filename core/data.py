@@ -96,11 +96,32 @@ def load_mnist() -> Mnist:
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float32 in [0, 1] with a channel axis (N, 28, 28, 1)."""
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    return (images.astype(np.float32) / 255.0)[..., None]
+    """Digits as models eat them: float32 ``(N, 28, 28, 1)`` in [0, 1].
+
+    The one place pixels are scaled. Takes one digit ``(28, 28)``, a batch
+    ``(N, 28, 28)`` or a batch that already has its channel axis ``(N, 28, 28, 1)``;
+    integer values (uint8 pixels) are divided by 255, float values are taken as already
+    in [0, 1].
+    Callers that want flat pixel vectors reshape the result (a view, no copy).
+
+    >>> x = np.full((3, 28, 28), 255, np.uint8)
+    >>> to_float(x).shape, to_float(x).dtype.name, float(to_float(x).max())
+    ((3, 28, 28, 1), 'float32', 1.0)
+    >>> to_float(x[0]).shape
+    (1, 28, 28, 1)
+    >>> to_float(np.full((2, 28, 28, 1), 0.5)).max()      # already scaled: kept
+    np.float32(0.5)
+    >>> to_float(x).reshape(3, -1).shape                   # flat pixels
+    (3, 784)
+    """
+    arr = np.asarray(images)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float32) / 255.0
+    return arr.astype(np.float32)
 
 
 def stratified_split(labels: np.ndarray, fraction: float,

@@ -1,13 +1,22 @@
-"""Batched evaluation of a model on a labelled set: probabilities, confusion, metrics."""
+"""Batched evaluation of a model on a labelled set: probabilities, confusion, metrics.
+
+Results are cached by content: :func:`model_fingerprint` (the model's weights) plus
+:func:`array_fingerprint` (the images and labels), never by a run id, which stays the
+same when a run is resumed and trained further.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from core.model_cache import cached
+from core.runs import atomic_write_bytes, layerlab_home
 
 NUM_CLASSES = 10
 
@@ -27,13 +36,22 @@ class Evaluation:
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray,
                      n: int = NUM_CLASSES) -> np.ndarray:
-    """Counts with rows = true class and columns = predicted class."""
+    """Counts with rows = true class and columns = predicted class.
+
+    >>> confusion_matrix([0, 1, 1], [0, 0, 1], n=2).tolist()
+    [[1, 0], [1, 1]]
+    """
     idx = np.asarray(labels, dtype=np.int64) * n + np.asarray(predictions, dtype=np.int64)
     return np.bincount(idx, minlength=n * n).reshape(n, n)
 
 
 def per_class_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix."""
+    """Precision, recall, F1 and support per class from a confusion matrix.
+
+    >>> m = per_class_metrics([[3, 1], [0, 4]])
+    >>> m["precision"].tolist(), m["recall"].tolist(), m["support"].tolist()
+    ([1.0, 0.8], [0.75, 1.0], [4, 4])
+    """
     confusion = np.asarray(confusion, dtype=np.float64)
     tp = np.diag(confusion)
     predicted = confusion.sum(axis=0)
@@ -48,19 +66,28 @@ def per_class_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def batched_probabilities(model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Softmax outputs for float images (N, 28, 28, 1) via one compiled batched call."""
+    """Softmax outputs for float images (N, 28, 28, 1) via one compiled batched call
+    (compiled once per model, kept by :mod:`core.model_cache`)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    fn = getattr(model, "_layerlab_batched", None)
-    if fn is None:
-        @tf.function(reduce_retracing=True, autograph=False)
-        def fn(x):
-            return model(x, training=False)
-
-        model._layerlab_batched = fn
+    fn = cached(model, "batched", lambda: _compiled_call(model))
     outs = [np.asarray(fn(tf.convert_to_tensor(images[i:i + batch_size])))
             for i in range(0, len(images), batch_size)]
     return np.concatenate(outs).astype(np.float32)
+
+
+def _compiled_call(model):
+    """``model(x, training=False)`` as a ``tf.function``, holding the model weakly (the
+    cache is keyed by the model; a strong reference would keep it alive forever)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    ref = weakref.ref(model)
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def call(x):
+        return ref()(x, training=False)
+
+    return call
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray,
@@ -74,7 +101,12 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray,
 
 def evaluation_from_probabilities(probabilities: np.ndarray,
                                   labels: np.ndarray) -> Evaluation:
-    """An :class:`Evaluation` from already computed class probabilities."""
+    """An :class:`Evaluation` from already computed class probabilities.
+
+    >>> ev = evaluation_from_probabilities([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [0, 1, 1])
+    >>> ev.predictions.tolist(), round(ev.accuracy, 3)
+    ([0, 1, 0], 0.667)
+    """
     probs = np.asarray(probabilities, dtype=np.float32)
     labels = np.asarray(labels)
     picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
@@ -84,7 +116,14 @@ def evaluation_from_probabilities(probabilities: np.ndarray,
 
 
 def array_fingerprint(*arrays: np.ndarray) -> str:
-    """A short content hash of some arrays (shape, dtype and bytes)."""
+    """A short content hash of some arrays (shape, dtype and bytes).
+
+    >>> a = np.zeros((2, 3), np.uint8)
+    >>> array_fingerprint(a) == array_fingerprint(a.copy())
+    True
+    >>> array_fingerprint(a) == array_fingerprint(a.reshape(3, 2))
+    False
+    """
     h = hashlib.blake2b(digest_size=16)
     for arr in arrays:
         arr = np.ascontiguousarray(arr)
@@ -111,8 +150,6 @@ def model_fingerprint(model) -> str:
 
 def cache_root() -> Path:
     """``$LAYERLAB_HOME/cache`` (default ``~/.layerlab/cache``), beside the run store."""
-    from core.runs import layerlab_home  # noqa: PLC0415
-
     return layerlab_home() / "cache"
 
 
@@ -129,8 +166,6 @@ def cached_evaluate(model, images: np.ndarray, labels: np.ndarray,
     The key is the model's :func:`model_fingerprint` plus a hash of the images and
     labels, so a second call for the same model and set only reads a 400 kB file.
     """
-    from core.runs import atomic_write_bytes  # noqa: PLC0415
-
     folder = Path(cache_dir) if cache_dir is not None else evaluation_cache_dir()
     key = f"{model_fingerprint(model)}-{array_fingerprint(images, labels)}"
     path = folder / f"{key}.npy"
@@ -153,7 +188,12 @@ def cached_evaluate(model, images: np.ndarray, labels: np.ndarray,
 
 def cell_indices(labels: np.ndarray, probabilities: np.ndarray, true: int,
                  predicted: int) -> np.ndarray:
-    """Indices of the images in one confusion cell, most confident prediction first."""
+    """Indices of the images in one confusion cell, most confident prediction first.
+
+    >>> probs = np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6]])
+    >>> cell_indices([0, 0, 0], probs, true=0, predicted=1).tolist()
+    [0, 2]
+    """
     probabilities = np.asarray(probabilities)
     preds = probabilities.argmax(axis=1)
     idx = np.flatnonzero((np.asarray(labels) == true) & (preds == predicted))
@@ -161,7 +201,11 @@ def cell_indices(labels: np.ndarray, probabilities: np.ndarray, true: int,
 
 
 def row_normalise(confusion: np.ndarray) -> np.ndarray:
-    """Each row divided by its sum (the fraction of each true class), zeros kept."""
+    """Each row divided by its sum (the fraction of each true class), zeros kept.
+
+    >>> row_normalise([[1, 3], [0, 0]]).tolist()
+    [[0.25, 0.75], [0.0, 0.0]]
+    """
     confusion = np.asarray(confusion, dtype=np.float64)
     sums = confusion.sum(axis=1, keepdims=True)
     return np.divide(confusion, sums, out=np.zeros_like(confusion), where=sums > 0)

@@ -4,55 +4,40 @@ A :class:`ProjectionRequest` names everything that determines a map (method, spl
 number of points, seed, method parameters, and for a layer the model's weights); its
 :meth:`~ProjectionRequest.key` names the ``.npz`` file under
 ``$LAYERLAB_HOME/cache/projections`` that keeps the result, so re-opening a map is one
-small file read. :func:`submit` computes a map in a background thread (one at a time per
-process, shared by every session asking for the same key) and reports its progress; the
-t-SNE and UMAP fits themselves run in a long-lived child process (:class:`EmbeddingWorker`)
-because their compiled loops hold the GIL for seconds and would freeze the server.
+small file read. Maps are keyed by content (the model's weights, not its run id), so a
+resumed run gets fresh maps.
 
-t-SNE is openTSNE's FFT-accelerated implementation with a shortened schedule (see
-:data:`TSNE_SCHEDULE`); openTSNE and umap-learn are imported only when used.
+The methods themselves are in :mod:`core.embeddings`; t-SNE and UMAP run in the
+embedding process (:mod:`core.embedding_worker`); background jobs and the page's
+"show, compute or offer" decision are in :mod:`core.projection_jobs`.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
-import pickle
-import subprocess
-import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 
-from core.data import stratified_subset
+from core.data import stratified_subset, to_float
+from core.embedding_worker import WORKER
+from core.embeddings import (PCA_DIMS, TSNE_SCHEDULE, LinearReduction, Progress, fit_pca,
+                             no_progress, pca_embedding)
 from core.errors import LayerLabError
 from core.evaluation import (array_fingerprint, batched_probabilities, cache_root,
                              cached_evaluate, model_fingerprint)
+from core.model_cache import cached
 from core.runs import atomic_write_bytes
 
 METHODS = ("pca", "tsne", "umap")
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SPLITS = ("test", "train")
 MIN_POINTS = 1000
-PCA_DIMS = 50                      # t-SNE and UMAP run on the first 50 principal components
 FORMAT_VERSION = 1
-# openTSNE: 125 early-exaggeration + 250 normal iterations instead of 250 + 500. On the
-# 10k test set this keeps the 10-NN accuracy of the default schedule (bench/) at about a
-# third of its time; FFT gradients and Annoy neighbours make each iteration cheap.
-TSNE_SCHEDULE = {"early_exaggeration_iter": 125, "n_iter": 250}
-
-Progress = Callable[[float, str], None]
-
-
-def _quiet(fraction: float, message: str) -> None:
-    """The default progress callback: ignore."""
-
 
 # -- requests and results -----------------------------------------------------------------
 
@@ -136,14 +121,24 @@ class Projection:
 # -- sources --------------------------------------------------------------------------------
 
 def select_indices(labels: np.ndarray, n_points: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n_points`` images with the class proportions kept."""
+    """Sorted indices of ``n_points`` images with the class proportions kept.
+
+    >>> labels = np.repeat(np.arange(10), 100)
+    >>> idx = select_indices(labels, 100, seed=0)
+    >>> len(idx), np.bincount(labels[idx]).tolist() == [10] * 10
+    (100, True)
+    """
     return stratified_subset(np.asarray(labels), n_points, seed)
 
 
 def pixel_features(images: np.ndarray) -> np.ndarray:
-    """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 784)`` in [0, 1]."""
-    images = np.asarray(images)
-    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+    """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 784)`` in [0, 1].
+
+    >>> pixel_features(np.full((2, 28, 28), 255, np.uint8)).shape
+    (2, 784)
+    """
+    x = to_float(images)
+    return x.reshape(len(x), -1)
 
 
 def feature_layers(model) -> list[tuple[str, int]]:
@@ -158,27 +153,26 @@ def feature_layers(model) -> list[tuple[str, int]]:
 
 
 def layer_model(model, layer_name: str):
-    """A sub-model from ``model.inputs`` to one layer's output (cached on the model)."""
-    import keras  # noqa: PLC0415
+    """A sub-model from ``model.inputs`` to one layer's output (kept per model by
+    :mod:`core.model_cache`)."""
+    try:
+        layer = model.get_layer(layer_name)
+    except ValueError:
+        names = ", ".join(n for n, _ in feature_layers(model))
+        raise LayerLabError(f"The model has no layer called {layer_name!r}; it has "
+                            f"{names}.") from None
+    return cached(model, f"layer:{layer_name}", lambda: _sub_model(model, layer))
 
-    subs = model.__dict__.setdefault("_layerlab_sub_models", {})
-    if layer_name not in subs:
-        try:
-            layer = model.get_layer(layer_name)
-        except ValueError:
-            names = ", ".join(n for n, _ in feature_layers(model))
-            raise LayerLabError(f"The model has no layer called {layer_name!r}; it has "
-                                f"{names}.") from None
-        subs[layer_name] = keras.Model(model.inputs, layer.output,
-                                       name=f"{model.name}_to_{layer_name}")
-    return subs[layer_name]
+
+def _sub_model(model, layer):
+    import keras  # noqa: PLC0415 - heavy, only when a layer is mapped
+
+    return keras.Model(model.inputs, layer.output, name=f"{model.name}_to_{layer.name}")
 
 
 def layer_features(model, layer_name: str, images: np.ndarray,
                    batch_size: int = 1000) -> np.ndarray:
     """One layer's activations for uint8 images, flattened: float32 ``(N, D)``."""
-    from core.data import to_float  # noqa: PLC0415
-
     sub = layer_model(model, layer_name)
     images = np.asarray(images)
     outs = [batched_probabilities(sub, to_float(images[i:i + batch_size]), batch_size)
@@ -194,91 +188,6 @@ def source_features(images: np.ndarray, model=None, layer: str | None = None) ->
     if model is None:
         raise LayerLabError("A layer's activations need the model they come from.")
     return layer_features(model, layer, images)
-
-
-# -- methods --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LinearReduction:
-    """A fitted PCA kept as plain arrays: ``(x - mean) @ components.T``."""
-
-    mean: np.ndarray
-    components: np.ndarray          # (k, D)
-    explained_variance_ratio: np.ndarray
-
-    def apply(self, features: np.ndarray) -> np.ndarray:
-        return ((np.asarray(features, np.float32) - self.mean) @ self.components.T
-                ).astype(np.float32)
-
-
-def fit_pca(features: np.ndarray, n_components: int = PCA_DIMS,
-            seed: int = 0) -> LinearReduction:
-    """Principal components of ``features`` (at most ``n_components``)."""
-    from sklearn.decomposition import PCA  # noqa: PLC0415
-
-    k = int(min(n_components, features.shape[0], features.shape[1]))
-    pca = PCA(n_components=k, random_state=seed).fit(features)
-    return LinearReduction(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
-                           pca.explained_variance_ratio_.astype(np.float64))
-
-
-def pca_embedding(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """First two principal components and the explained-variance ratios of up to 50."""
-    red = fit_pca(features, PCA_DIMS, seed)
-    coords = red.apply(features)
-    if coords.shape[1] < 2:
-        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-    return coords[:, :2].copy(), red.explained_variance_ratio
-
-
-def tsne_embedding(features: np.ndarray, perplexity: float = 30.0, seed: int = 0,
-                   progress: Progress = _quiet, n_jobs: int = -1,
-                   schedule: dict[str, int] | None = None) -> np.ndarray:
-    """openTSNE (FFT gradients) on ``features``; ``schedule`` overrides the iterations."""
-    import openTSNE  # noqa: PLC0415 - slow to import, only when used
-
-    sched = dict(TSNE_SCHEDULE if schedule is None else schedule)
-    total = sched.get("early_exaggeration_iter", 250) + sched.get("n_iter", 500)
-    done = {"iters": 0}
-
-    def report(iteration: int, error: float, embedding: Any) -> bool:
-        done["iters"] += 25
-        progress(0.15 + 0.8 * min(done["iters"] / total, 1.0),
-                 f"t-SNE: iteration {min(done['iters'], total)} of {total}")
-        return False
-
-    progress(0.12, "t-SNE: finding nearest neighbours")
-    tsne = openTSNE.TSNE(perplexity=perplexity, random_state=seed, n_jobs=n_jobs,
-                         negative_gradient_method="fft", callbacks=report,
-                         callbacks_every_iters=25, verbose=False, **sched)
-    return np.asarray(tsne.fit(np.asarray(features, np.float32)), dtype=np.float32)
-
-
-def fit_umap(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
-             seed: int = 0):
-    """A fitted ``umap.UMAP`` (seeded, hence deterministic and single-threaded)."""
-    import warnings  # noqa: PLC0415
-
-    import umap  # noqa: PLC0415 - slow to import (numba), only when used
-
-    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
-                        n_components=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # "n_jobs overridden by random_state"
-        reducer.fit(np.asarray(features, np.float32))
-    return reducer
-
-
-def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
-    """Leave-one-out accuracy of a ``k``-nearest-neighbour vote in the embedding."""
-    from sklearn.neighbors import NearestNeighbors  # noqa: PLC0415
-
-    labels = np.asarray(labels)
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
-    idx = nn.kneighbors(embedding, return_distance=False)[:, 1:]
-    votes = np.zeros((len(labels), int(labels.max()) + 1), dtype=np.int64)
-    np.add.at(votes, (np.repeat(np.arange(len(labels)), k), labels[idx].ravel()), 1)
-    return float((votes.argmax(axis=1) == labels).mean())
 
 
 # -- the disk cache -------------------------------------------------------------------------
@@ -326,146 +235,6 @@ def load_projection(key: str, cache_dir: Path | None = None) -> Projection | Non
 
 # -- computing ------------------------------------------------------------------------------
 
-def _worker_loop(tasks: BinaryIO, events: BinaryIO) -> None:
-    """The embedding process: runs t-SNE and UMAP fits and keeps fitted UMAP maps.
-
-    Pickled tasks arrive on ``tasks``: ``("tsne"|"umap", key, features, params)`` or
-    ``("place", key, features)``; pickled events go back on ``events``:
-    ``("progress", fraction, message)``, ``("done", array)`` or ``("error", sentence)``.
-    """
-    fitted: dict[str, Any] = {}
-
-    def send(event: tuple) -> None:
-        pickle.dump(event, events, protocol=pickle.HIGHEST_PROTOCOL)
-        events.flush()
-
-    while True:
-        try:
-            task = pickle.load(tasks)
-        except EOFError:                     # the server went away
-            return
-        try:
-            kind, key, feats = task[0], task[1], task[2]
-            if kind == "place":
-                if key not in fitted:
-                    send(("error", "This map is no longer in memory; fit it again."))
-                else:
-                    send(("done", np.asarray(fitted[key].transform(feats), np.float32)))
-                continue
-            params = task[3]
-
-            def report(fraction: float, message: str) -> None:
-                send(("progress", fraction, message))
-
-            if kind == "tsne":
-                emb = tsne_embedding(feats, params["perplexity"], params["seed"], report)
-            else:
-                report(0.2, "UMAP: neighbours, then the layout (it reports no finer progress)")
-                reducer = fit_umap(feats, params["n_neighbors"], params["min_dist"],
-                                   params["seed"])
-                fitted.pop(key, None)
-                fitted[key] = reducer
-                while len(fitted) > MAX_FITTED:
-                    fitted.pop(next(iter(fitted)))
-                emb = reducer.embedding_
-            send(("done", np.asarray(emb, np.float32)))
-        except Exception as exc:  # noqa: BLE001 - sent back as a sentence
-            send(("error", f"The map could not be computed ({type(exc).__name__}: {exc})."))
-
-
-class EmbeddingWorker:
-    """One long-lived child process (``python -m core.projections``) that runs the t-SNE
-    and UMAP fits and keeps UMAP's fitted maps for :meth:`place`.
-
-    Their numba and Cython loops hold Python's GIL for seconds at a time; in a separate
-    process they never stall the server. A plain subprocess (not ``multiprocessing``)
-    so the child never re-imports the caller's main script — under Streamlit that is
-    the app itself. The child imports no TensorFlow; its imports and numba compilations
-    are paid once per server. Calls are serialised.
-    """
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-        self.generation = 0                   # bumps when a new child starts
-
-    @property
-    def alive(self) -> bool:
-        """Whether the child process is running (and so keeps its fitted maps)."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.alive else None
-
-    def _ensure(self) -> subprocess.Popen:
-        if self.alive:
-            return self._proc
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self._proc = subprocess.Popen([sys.executable, "-m", "core.projections"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      cwd=root, env=env)
-        self.generation += 1
-        return self._proc
-
-    def _call(self, task: tuple, progress: Progress) -> np.ndarray:
-        proc = self._ensure()
-        try:
-            pickle.dump(task, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            proc.stdin.flush()
-            while True:
-                event = pickle.load(proc.stdout)
-                if event[0] == "progress":
-                    progress(event[1], event[2])
-                elif event[0] == "done":
-                    return event[1]
-                else:
-                    raise LayerLabError(event[1])
-        except (EOFError, OSError, pickle.UnpicklingError):
-            proc.kill()
-            self._proc = None
-            raise LayerLabError("The process computing the map stopped (probably out of "
-                                "memory). Try fewer points.") from None
-
-    def embed(self, method: str, key: str, features: np.ndarray, params: dict[str, Any],
-              progress: Progress = _quiet) -> tuple[np.ndarray, int]:
-        """``(embedding, generation)`` of ``features`` by t-SNE or UMAP in the child."""
-        with self._lock:
-            emb = self._call((method, key, np.ascontiguousarray(features, np.float32),
-                              params), progress)
-            return emb, self.generation
-
-    def place(self, key: str, features: np.ndarray, generation: int,
-              wait_s: float = 2.0) -> np.ndarray:
-        """``UMAP.transform`` of ``features`` on the map fitted for ``key``."""
-        if not self._lock.acquire(timeout=wait_s):
-            raise LayerLabError("Another map is being computed; place the digit once it "
-                                "is done.")
-        try:
-            if generation != self.generation or not self.alive:
-                raise LayerLabError("This map is no longer in memory; fit it again.")
-            return self._call(("place", key, np.ascontiguousarray(features, np.float32)),
-                              _quiet)
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        """Stop the child process (it also ends when the server's pipe closes)."""
-        with self._lock:
-            if self.alive:
-                self._proc.stdin.close()
-                try:
-                    self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-            self._proc = None
-
-
-WORKER = EmbeddingWorker()
-
-
 @dataclass
 class FittedMap:
     """A UMAP map kept in the embedding process, ready to place new images on it."""
@@ -483,26 +252,13 @@ class FittedMap:
         return WORKER.place(self.key, feats, self.generation)[0]
 
 
-_fitted: dict[str, FittedMap] = {}
-_lock = threading.Lock()
-MAX_FITTED = 2            # fitted UMAP maps kept for placing drawn digits
+def fitted_map(key: str) -> FittedMap | None:
+    """The UMAP map fitted for ``key``, if the embedding process still keeps it."""
+    return WORKER.kept(key)
 
 
 def _remember(fitted: FittedMap) -> None:
-    with _lock:
-        _fitted.pop(fitted.key, None)
-        _fitted[fitted.key] = fitted
-        while len(_fitted) > MAX_FITTED:
-            _fitted.pop(next(iter(_fitted)))
-
-
-def fitted_map(key: str) -> FittedMap | None:
-    """The UMAP map fitted for ``key``, if the embedding process still keeps it."""
-    with _lock:
-        found = _fitted.get(key)
-    if found is None or found.generation != WORKER.generation or not WORKER.alive:
-        return None
-    return found
+    WORKER.keep(fitted.key, fitted.generation, fitted)
 
 
 def resolve(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
@@ -530,7 +286,8 @@ def _embed(request: ProjectionRequest, key: str, feats: np.ndarray, progress: Pr
     reduction = fit_pca(feats, PCA_DIMS, request.seed) if feats.shape[1] > PCA_DIMS else None
     reduced = reduction.apply(feats) if reduction is not None else feats
     params = {"seed": request.seed, "perplexity": request.perplexity,
-              "n_neighbors": request.n_neighbors, "min_dist": request.min_dist}
+              "n_neighbors": request.n_neighbors, "min_dist": request.min_dist,
+              "schedule": TSNE_SCHEDULE}
     progress(0.12, "Starting the embedding process")
     emb, generation = WORKER.embed(request.method, key, reduced, params, progress)
     fitted = FittedMap(key, reduction, request.layer, generation) \
@@ -539,7 +296,7 @@ def _embed(request: ProjectionRequest, key: str, feats: np.ndarray, progress: Pr
 
 
 def compute_projection(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
-                       model=None, progress: Progress = _quiet,
+                       model=None, progress: Progress = no_progress,
                        cache_dir: Path | None = None, use_cache: bool = True) -> Projection:
     """The map for ``request`` on one split (uint8 ``images``): cached, else computed.
 
@@ -548,10 +305,10 @@ def compute_projection(request: ProjectionRequest, images: np.ndarray, labels: n
     """
     request, idx, key = resolve(request, images, labels, model)
     if use_cache:
-        cached = load_projection(key, cache_dir)
-        if cached is not None:
+        found = load_projection(key, cache_dir)
+        if found is not None:
             progress(1.0, "Loaded from the cache")
-            return cached
+            return found
     t0 = time.perf_counter()
     progress(0.02, "Computing the features")
     feats = source_features(images[idx], model, request.layer)
@@ -569,7 +326,7 @@ def compute_projection(request: ProjectionRequest, images: np.ndarray, labels: n
 
 
 def fit_umap_map(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
-                 model=None, progress: Progress = _quiet) -> FittedMap:
+                 model=None, progress: Progress = no_progress) -> FittedMap:
     """Fit again the seeded (so identical) UMAP of a cached map, to place new digits."""
     if request.method != "umap":
         raise LayerLabError("Only a UMAP map can place a new digit; choose UMAP.")
@@ -589,8 +346,6 @@ def point_probabilities(model, images: np.ndarray, labels: np.ndarray,
     A split of up to 10,000 images is evaluated whole (the test set then shares the
     Errors page's cached evaluation); a larger one only at ``indices``.
     """
-    from core.data import to_float  # noqa: PLC0415
-
     if len(images) <= 10000:
         return cached_evaluate(model, to_float(images), labels).probabilities[indices]
     return cached_evaluate(model, to_float(images[indices]), labels[indices]).probabilities
@@ -598,7 +353,12 @@ def point_probabilities(model, images: np.ndarray, labels: np.ndarray,
 
 def points_in_box(embedding: np.ndarray, x_range: tuple[float, float],
                   y_range: tuple[float, float]) -> np.ndarray:
-    """Positions of the map points inside a rectangle (either corner order)."""
+    """Positions of the map points inside a rectangle (either corner order).
+
+    >>> emb = np.array([[0, 0], [1, 1], [2, 2], [1, 3]], np.float32)
+    >>> points_in_box(emb, (2.5, 0.5), (3.5, 0)).tolist()
+    [1, 2, 3]
+    """
     (x0, x1), (y0, y1) = sorted(x_range), sorted(y_range)
     x, y = embedding[:, 0], embedding[:, 1]
     return np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
@@ -606,7 +366,12 @@ def points_in_box(embedding: np.ndarray, x_range: tuple[float, float],
 
 def nearest_images(images: np.ndarray, query: np.ndarray, k: int = 8,
                    chunk: int = 10000) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` images closest to ``query`` in pixel space: ``(indices, distances)``."""
+    """The ``k`` images closest to ``query`` in pixel space: ``(indices, distances)``.
+
+    >>> images = np.stack([np.full((28, 28), v, np.uint8) for v in (0, 200, 100)])
+    >>> nearest_images(images, np.full((28, 28), 90, np.uint8), k=2)[0].tolist()
+    [2, 0]
+    """
     q = pixel_features(np.asarray(query)[None])[0]
     dists = np.empty(len(images), dtype=np.float32)
     for i in range(0, len(images), chunk):
@@ -616,83 +381,3 @@ def nearest_images(images: np.ndarray, query: np.ndarray, k: int = 8,
     best = np.argpartition(dists, k - 1)[:k]
     best = best[np.argsort(dists[best], kind="stable")]
     return best, dists[best]
-
-
-# -- background jobs ------------------------------------------------------------------------
-
-@dataclass
-class ProjectionJob:
-    """A projection (or a fitted map) being computed in the background."""
-
-    key: str
-    kind: str                                   # "projection" | "fit"
-    fraction: float = 0.0
-    message: str = "Waiting for the previous map to finish"
-    started: float = field(default_factory=time.perf_counter)
-    future: Any = None
-
-    def report(self, fraction: float, message: str) -> None:
-        self.fraction, self.message = float(fraction), message
-
-    @property
-    def done(self) -> bool:
-        return self.future is not None and self.future.done()
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.perf_counter() - self.started
-
-    def result(self):
-        """The Projection/FittedMap; re-raises the job's error (a LayerLabError stays one)."""
-        return self.future.result()
-
-
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerlab-projection")
-_jobs: dict[tuple[str, str], ProjectionJob] = {}
-
-
-def submit(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
-           model=None, kind: str = "projection",
-           cache_dir: Path | None = None) -> ProjectionJob:
-    """Start (or join) the background computation of a map or of a fitted UMAP map.
-
-    Jobs run one at a time per process; asking again for a key that is still queued or
-    running returns that job instead of starting a second one. A finished job leaves the
-    registry at once: its map is in the disk cache, its fitted UMAP in :func:`fitted_map`.
-    """
-    request, _, key = resolve(request, images, labels, model)
-    with _lock:
-        job = _jobs.get((kind, key))
-        if job is not None:
-            return job
-        job = ProjectionJob(key, kind)
-
-        def work():
-            job.started = time.perf_counter()
-            try:
-                if kind == "fit":
-                    return fit_umap_map(request, images, labels, model, job.report)
-                return compute_projection(request, images, labels, model, job.report,
-                                          cache_dir)
-            finally:
-                with _lock:
-                    if _jobs.get((kind, key)) is job:
-                        del _jobs[(kind, key)]
-
-        _jobs[(kind, key)] = job
-        job.future = _executor.submit(work)
-        return job
-
-
-def _serve() -> None:
-    """Entry point of the embedding process: pickles on stdin/stdout, logs on stderr."""
-    # umap-learn imports TensorFlow for ParametricUMAP when it can: seconds and hundreds
-    # of MB this process never needs. Marking it absent makes umap skip that import.
-    sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
-    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # stray prints must not corrupt it
-    _worker_loop(sys.stdin.buffer, protocol_out)
-
-
-if __name__ == "__main__":
-    _serve()

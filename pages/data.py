@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.analysis import class_counts, class_gallery, intensity_histogram, mean_images
 from core.errors import LayerLabError
-from core.inspect import enlarge, tile_grid
+from core.imaging import enlarge
 from pages.common import load_choice, mnist, model_choices, show_error
 from pages.widgets import digit_grid
 
@@ -47,12 +47,20 @@ def gallery_rows(split: str, per_class: int, seed: int) -> list[np.ndarray]:
     return [digit_grid(images[idx], cols=per_class) for idx in picks]
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
 def test_predictions(choice: str) -> np.ndarray:
+    from core.analysis import content_key
+
+    model = load_choice(choice)
+    return predictions_of(content_key(model), model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def predictions_of(content: str, _model) -> np.ndarray:
+    """Keyed by the model's ``content`` (its weights), not its run id."""
     from core.analysis import evaluate_any
 
     data = mnist()
-    return evaluate_any(load_choice(choice), data.x_test, data.y_test).predictions
+    return evaluate_any(_model, data.x_test, data.y_test).predictions
 
 
 st.title("🔢 Data")

@@ -10,9 +10,9 @@ import numpy as np
 import streamlit as st
 
 from core.errors import LayerLabError
-from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
-                          inspector_for, labelled_grid, overlay, robustness_variants,
-                          tile_grid)
+from core.imaging import anchors, colorize, enlarge, labelled_grid, overlay, tile_grid
+from core.inspector import (Inspection, Inspector, filter_images, inspector_for,
+                            robustness_variants)
 from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
 from pages.common import load_choice, mnist, model_choices, show_error
 from pages.widgets import digit_grid

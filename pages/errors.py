@@ -12,7 +12,7 @@ import streamlit as st
 from core.analysis import BASELINE_LABEL, confusion_difference, error_changes
 from core.errors import LayerLabError
 from core.evaluation import cell_indices, per_class_metrics
-from core.inspect import enlarge
+from core.imaging import enlarge
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import CELL, confusion_chart
 
@@ -30,16 +30,24 @@ def baseline(fit: bool):
     return load_or_fit_baseline(data.x_train, data.y_train, fit=fit)
 
 
-@st.cache_resource(show_spinner="Evaluating on the 10,000 test images…", max_entries=16)
 def evaluation(choice: str):
     """(Evaluation, seconds) on the test set for a model key or the baseline."""
-    from core.analysis import evaluate_any
+    from core.analysis import content_key
 
     model = baseline(False) if choice == BASELINE_KEY else load_choice(choice)
     if model is None:
         raise LayerLabError("Train the logistic-regression baseline first.")
+    return evaluation_of(content_key(model), model)
+
+
+@st.cache_resource(show_spinner="Evaluating on the 10,000 test images…", max_entries=16)
+def evaluation_of(content: str, _model):
+    """Keyed by the model's ``content`` (its weights), not its run id: a resumed run keeps
+    its id."""
+    from core.analysis import evaluate_any
+
     t0 = time.perf_counter()
-    result = evaluate_any(model, mnist().x_test, mnist().y_test)
+    result = evaluate_any(_model, mnist().x_test, mnist().y_test)
     return result, time.perf_counter() - t0
 
 

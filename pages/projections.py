@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.analysis import content_key
 from core.errors import LayerLabError
-from core.inspect import enlarge, tile_grid
-from core.projections import (METHOD_LABELS, ProjectionRequest, fitted_map,
-                              load_projection, resolve, submit)
+from core.imaging import enlarge
+from core.projection_jobs import plan_map, submit
+from core.projections import METHOD_LABELS, ProjectionRequest, fitted_map, resolve
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import digit_grid
 
@@ -39,20 +40,22 @@ def thumbnails(split: str, n_points: int, seed: int) -> list[str]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def knn_score(key: str, _embedding: np.ndarray, _labels: np.ndarray) -> float:
-    from core.projections import knn_accuracy
+    from core.embeddings import knn_accuracy
 
     return knn_accuracy(_embedding, _labels, k=10)
 
 
 @st.cache_resource(show_spinner="Predicting…", max_entries=8)
-def probabilities(choice: str, split: str, n_points: int, seed: int) -> np.ndarray:
+def probabilities(content: str, split: str, n_points: int, seed: int, _model) -> np.ndarray:
+    """Keyed by the model's ``content`` (its weights), not its run id: a resumed run keeps
+    its id."""
     from core.projections import point_probabilities, select_indices
 
     data = mnist()
     images, labels = ((data.x_train, data.y_train) if split == "train"
                       else (data.x_test, data.y_test))
     idx = select_indices(labels, n_points, seed)
-    return point_probabilities(load_choice(choice), images, labels, idx)
+    return point_probabilities(_model, images, labels, idx)
 
 
 def watch(job, what: str) -> None:
@@ -145,13 +148,13 @@ except LayerLabError as err:
 
 # -- the map: cached, computing, or to compute -----------------------------------------------
 finished("proj_job")            # shows a failed job's sentence; the map is on disk
-proj = load_projection(key)
+plan = plan_map(request, key, st.session_state.get("proj_job"))
+proj, job = plan.projection, plan.job
 if proj is None:
-    job = st.session_state.get("proj_job")
-    if job is not None and job.key == key:
+    if plan.action == "wait":
         watch(job, f"{method_label} of {n_points:,} points")
         st.stop()
-    if method == "pca" and n_points <= 10000:
+    if plan.action == "compute":
         from core.projections import compute_projection
 
         with st.spinner("PCA…"):
@@ -186,7 +189,7 @@ tooltip = ["image", alt.Tooltip("digit:N", title="true digit"),
            alt.Tooltip("index:Q", title=f"{split} image #")]
 highlight = False
 if model is not None:
-    probs = probabilities(choice, split, n_points, seed)
+    probs = probabilities(content_key(model), split, n_points, seed, model)
     df["predicted"] = probs.argmax(axis=1).astype(int)
     df["confidence"] = probs.max(axis=1)
     df["correct"] = df["predicted"].astype(str) == df["digit"]

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.evaluation import row_normalise
-from core.inspect import tile_grid
+from core.imaging import tile_grid
 from core.stats import LayerRow, human_bytes, shape_text
 
 CELL = "cell"            # the confusion chart's click selection (``selection_mode=[CELL]``)

@@ -78,6 +78,14 @@ def test_to_float():
     assert data.to_float(x[0]).shape == (1, 28, 28, 1)
 
 
+def test_to_float_takes_one_digit_or_a_batch():
+    assert data.to_float(np.zeros((28, 28), np.uint8)).shape == (1, 28, 28, 1)
+    assert data.to_float(np.zeros((5, 28, 28), np.uint8)).shape == (5, 28, 28, 1)
+    assert data.to_float(np.full((28, 28), 255, np.uint8)).max() == 1.0
+    x = np.full((2, 28, 28, 1), 0.5, np.float32)                # scaled, with channels
+    assert data.to_float(x).shape == (2, 28, 28, 1) and data.to_float(x).max() == 0.5
+
+
 def test_split_is_stratified_and_deterministic(mnist):
     keep, held = data.stratified_split(mnist.y_train, 0.1, seed=3)
     keep2, held2 = data.stratified_split(mnist.y_train, 0.1, seed=3)

@@ -157,3 +157,36 @@ def test_umap_places_the_drawn_digit(page):
     wait_for_map(at)
     assert any(m.value == "**Your digit**" for m in at.markdown)
     assert any("Nearest training images" in m.value for m in at.markdown)
+
+
+def errors_accuracy(page, label: str) -> str:
+    at = page("errors")                                 # a fresh session each time
+    at.selectbox(key="err_model").set_value(label).run()
+    assert not at.exception, at.exception
+    return {m.label: m.value for m in at.metric}["Accuracy"]
+
+
+def projection_wrong_count(page, label: str) -> str:
+    at = page("projections")
+    at.select_slider(key="proj_points_test").set_value(1000).run()
+    at.selectbox(key="proj_model").set_value(label).run()
+    assert not at.exception, at.exception
+    return at.toggle(key="proj_wrong").label
+
+
+def test_a_resumed_run_gets_fresh_results(page, run_label, tiny, mnist):
+    """Page caches are keyed by the model's content, not its run id: a run resumed (same
+    id, new weights) shows the new model's results on the Errors and Projections pages."""
+    from core.analysis import evaluate_any
+    from core.build import build_model
+    from core.runs import RunStore
+
+    before = errors_accuracy(page, run_label), projection_wrong_count(page, run_label)
+    store = RunStore()
+    run_id = next(r.id for r in store.list_runs(WS) if run_label.startswith(
+        f"tiny · run {r.id[-6:]}"))
+    store.save_model(run_id, build_model(tiny[0], seed=7))       # untrained: about 10%
+    after = errors_accuracy(page, run_label), projection_wrong_count(page, run_label)
+    fresh = evaluate_any(store.load_model(run_id), mnist.x_test, mnist.y_test)
+    assert after[0] == f"{fresh.accuracy:.2%}" and after[0] != before[0]
+    assert after[1] != before[1]

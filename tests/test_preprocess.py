@@ -308,7 +308,7 @@ def test_a_large_but_allowed_picture_is_reduced_first(sheet, digits):
 
 
 def test_core_modules_do_not_import_streamlit_or_tensorflow():
-    code = ("import sys; import core.preprocess, core.inspect; "
+    code = ("import sys; import core.preprocess, core.inspector; "
             "print('streamlit' in sys.modules, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=str(__import__('pathlib').Path(__file__).parents[1]))

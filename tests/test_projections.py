@@ -1,5 +1,5 @@
-"""Projections: shapes, determinism with a seed, the disk cache and its key, layer sources,
-background jobs and placing a new digit on a UMAP map. Small N throughout."""
+"""Projections: shapes, determinism with a seed, the disk cache and its key, layer sources
+and placing a new digit on a UMAP map. Small N throughout."""
 from __future__ import annotations
 
 import time
@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from core import projections as pj
+from core.embedding_worker import WORKER
+from core.embeddings import knn_accuracy
 from core.errors import LayerLabError
 
 N = 1000
@@ -96,7 +98,7 @@ def test_tsne_is_deterministic_and_separates_digits(mnist, tmp_path):
     assert a.embedding.shape == (N, 2)
     np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-3)
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
-    assert pj.knn_accuracy(a.embedding, a.labels) > 0.8
+    assert knn_accuracy(a.embedding, a.labels) > 0.8
 
 
 def test_umap_deterministic_and_places_a_digit(mnist, tmp_path):
@@ -118,9 +120,9 @@ def test_umap_deterministic_and_places_a_digit(mnist, tmp_path):
     import os
     import sys
 
-    assert pj.WORKER.alive and pj.WORKER.pid != os.getpid()
+    assert WORKER.alive and WORKER.pid != os.getpid()
     assert "umap" not in sys.modules
-    pj.WORKER.close()                          # its maps go with it
+    WORKER.close()                          # its maps go with it
     assert pj.fitted_map(a.key) is None
     with pytest.raises(LayerLabError, match="no longer in memory"):
         fitted.place(seven)
@@ -144,32 +146,12 @@ def test_layer_source_has_the_layer_dimensionality(tiny_model, mnist, tmp_path):
                                    mnist.x_test, mnist.y_test, cache_dir=tmp_path)
     assert pixels.key != proj.key
     # the penultimate layer separates classes better than raw pixels do in 2-D
-    assert pj.knn_accuracy(proj.embedding, proj.labels) > \
-        pj.knn_accuracy(pixels.embedding, pixels.labels)
+    assert knn_accuracy(proj.embedding, proj.labels) > \
+        knn_accuracy(pixels.embedding, pixels.labels)
     with pytest.raises(LayerLabError, match="no layer called"):
         pj.layer_features(tiny_model, "nope", mnist.x_test[:2])
     probs = pj.point_probabilities(tiny_model, mnist.x_test, mnist.y_test, proj.indices)
     assert probs.shape == (N, 10)
-
-
-def test_background_job_reports_and_shares(mnist, tmp_path):
-    req = pj.ProjectionRequest(method="pca", n_points=N, seed=7)
-    job = pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path)
-    same = pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path)
-    assert same is job or same.result().from_cache     # joined, or already finished
-    proj = job.result()
-    assert job.done and job.fraction == 1.0 and proj.embedding.shape == (N, 2)
-    later = pj.submit(req, mnist.x_test, mnist.y_test, cache_dir=tmp_path)
-    assert later is not job and later.result().from_cache
-    fit = pj.submit(pj.ProjectionRequest(method="umap", n_points=N), mnist.x_test,
-                    mnist.y_test, kind="fit", cache_dir=tmp_path)
-    fitted = fit.result()
-    assert pj.fitted_map(fitted.key) is fitted
-    bad = pj.submit(pj.ProjectionRequest(method="pca", n_points=N, layer="dense1",
-                                         model_id="x"), mnist.x_test, mnist.y_test,
-                    cache_dir=tmp_path)
-    with pytest.raises(LayerLabError, match="model"):
-        bad.result()
 
 
 def test_points_in_box():

@@ -15,7 +15,7 @@ def test_stroke_set_reads_offline_with_small_cnn(small_cnn):
     """The same strokes, drawn with Pillow instead of a browser, through the page's
     preprocessing: a check of the stroke set itself and of preprocessing + model."""
     from core import pretrained
-    from core.inspect import inspector_for
+    from core.inspector import inspector_for
     from core.preprocess import preprocess
 
     inspector = inspector_for(pretrained.load_model("small_cnn"))

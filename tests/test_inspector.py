@@ -1,5 +1,5 @@
 """The inspector: one compiled call for probabilities and every layer's output, gradient
-saliency, Grad-CAM, occlusion, filters, the robustness probe and the colour helpers."""
+saliency, Grad-CAM, occlusion, filters and the robustness probe."""
 from __future__ import annotations
 
 import threading
@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from core.data import to_float
 from core.errors import LayerLabError
-from core.inspect import (Inspection, Inspector, anchors, colorize, enlarge, filter_images,
-                          inspector_for, labelled_grid, lut, on_worker, overlay,
-                          robustness_variants, tile_grid, to_input)
+from core.inspector import (Inspection, Inspector, filter_images, inspector_for, on_worker,
+                            robustness_variants)
 from core.spec import ModelSpec
 
 SPEC = ModelSpec("inspect_cnn", [
@@ -32,7 +32,7 @@ def trained(mnist):
     import keras
 
     from core.build import build_model
-    from core.data import stratified_subset, to_float
+    from core.data import stratified_subset
 
     model = build_model(SPEC, seed=1)
     idx = stratified_subset(mnist.y_train, 3000, seed=1)
@@ -54,7 +54,7 @@ def test_one_call_gives_probabilities_and_every_layer(trained, inspector, mnist)
 
     x = mnist.x_test[0]
     result = inspector.run(x)
-    expected = np.asarray(trained(to_input(x), training=False))[0]
+    expected = np.asarray(trained(to_float(x), training=False))[0]
     np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
     assert abs(result.probabilities.sum() - 1) < 1e-5
     layers = [layer for layer in trained.layers
@@ -63,7 +63,7 @@ def test_one_call_gives_probabilities_and_every_layer(trained, inspector, mnist)
     assert list(result.activations) == names
     for layer in layers:                               # each output = its own sub-model
         sub = keras.Model(trained.inputs[0], layer.output)
-        want = np.asarray(sub(to_input(x), training=False))[0]
+        want = np.asarray(sub(to_float(x), training=False))[0]
         np.testing.assert_allclose(result.activations[layer.name], want, atol=1e-4,
                                    err_msg=layer.name)
     kinds = {v.name: v.kind for v in inspector.layers}
@@ -94,7 +94,7 @@ def test_falls_back_when_xla_is_not_available(trained, mnist):
     result = fresh.run(mnist.x_test[2])
     assert fresh._jit is False
     np.testing.assert_allclose(result.probabilities,
-                               np.asarray(trained(to_input(mnist.x_test[2])))[0], atol=1e-5)
+                               np.asarray(trained(to_float(mnist.x_test[2])))[0], atol=1e-5)
 
 
 def test_tensorflow_calls_run_on_one_long_lived_thread(inspector, mnist):
@@ -128,7 +128,7 @@ def test_single_image_path_is_fast_and_beats_predict(inspector, trained, mnist):
     predict = []
     for _ in range(5):
         start = time.perf_counter()
-        trained.predict(to_input(x), verbose=0)
+        trained.predict(to_float(x), verbose=0)
         predict.append(time.perf_counter() - start)
     assert np.median(times) < 0.05                              # loose: shared CI machines
     assert np.median(times) < np.median(predict)
@@ -138,12 +138,28 @@ def test_batched_probabilities_and_misclassified(inspector, trained, mnist):
     from core.evaluation import batched_probabilities
 
     probs = inspector.probabilities(mnist.x_test[:20])
-    np.testing.assert_allclose(probs, batched_probabilities(trained, to_input(
+    np.testing.assert_allclose(probs, batched_probabilities(trained, to_float(
         mnist.x_test[:20])), atol=1e-5)
     wrong = inspector.misclassified(mnist.x_test[:500], mnist.y_test[:500])
     preds = inspector.probabilities(mnist.x_test[:500]).argmax(axis=1)
     np.testing.assert_array_equal(wrong, np.flatnonzero(preds != mnist.y_test[:500]))
     assert inspector.misclassified(None, None) is wrong          # computed once, kept
+
+
+def test_misclassified_follows_the_weights_not_the_object(mnist):
+    """A resumed run trains the very same model object: the kept answer must not outlive
+    its weights."""
+    from core.build import build_model
+
+    model = build_model(SPEC, seed=2)
+    inspector = inspector_for(model)
+    images, labels = mnist.x_test[:300], mnist.y_test[:300]
+    first = inspector.misclassified(images, labels)
+    model.set_weights(build_model(SPEC, seed=3).get_weights())    # "trained further"
+    again = inspector.misclassified(images, labels)
+    want = np.flatnonzero(inspector.probabilities(images).argmax(axis=1) != labels)
+    np.testing.assert_array_equal(again, want)
+    assert again is not first
 
 
 def test_uncertainty_sentences():
@@ -168,7 +184,7 @@ def test_saliency_is_the_gradient_of_the_class_logit(inspector, trained, mnist):
 
     last = trained.layers[-1]
     head = keras.Model(trained.inputs[0], last.input)
-    xt = tf.convert_to_tensor(to_input(x))
+    xt = tf.convert_to_tensor(to_float(x))
     with tf.GradientTape() as tape:
         tape.watch(xt)
         logits = tf.matmul(head(xt, training=False), last.kernel) + last.bias
@@ -240,32 +256,3 @@ def test_robustness_variants(mnist):
     assert abs(int(by["rotate +15°"].astype(int).sum()) - int(x.astype(int).sum())) \
         < 0.1 * x.astype(int).sum()
     np.testing.assert_array_equal(robustness_variants(x)[9][1], by["noise sd 0.25"])
-
-
-def test_colour_helpers():
-    assert lut("viridis").shape == (256, 3) and lut("viridis").dtype == np.uint8
-    assert tuple(lut("viridis")[0]) == (0x44, 0x01, 0x54)
-    mid = colorize(np.array([[0.0]]), -1.0, 1.0, "diverging")[0, 0]
-    assert all(v > 230 for v in mid)                            # zero is (near) white
-    rgb = colorize(np.arange(6).reshape(2, 3), 0, 5, "viridis", scale=4)
-    assert rgb.shape == (8, 12, 3)
-    assert colorize(np.ones((2, 2)), 1, 1).shape == (2, 2, 3)   # flat map: no division by 0
-    assert len(anchors("heat")) >= 5
-    grid = tile_grid(np.zeros((10, 5, 5, 3), np.uint8), cols=4, pad=2)
-    assert grid.shape == (3 * 5 + 2 * 2, 4 * 5 + 3 * 2, 3)
-    assert enlarge(np.zeros((28, 28)), 112).shape == (112, 112)
-    assert enlarge(np.zeros((300, 300)), 112).shape == (300, 300)
-    tiles = [np.full((28, 28), 255, np.uint8)] * 7
-    grid = labelled_grid(tiles, [("a", "b")] * 7, [False] * 6 + [True], cols=6, side=84)
-    pad = 12
-    assert grid.shape == (2 * (84 + 32 + pad) + pad, 6 * (84 + pad) + pad, 3)
-    top = pad + (84 + 32 + pad) - 2                             # row 2's frame, top edge
-    assert tuple(grid[top, pad + 40]) == (214, 39, 40)          # the alert frame is red
-    over = overlay(np.full((28, 28), 255, np.uint8), np.zeros((28, 28)), scale=2)
-    assert over.shape == (56, 56, 3) and over.max() < 255        # the digit is dimmed
-
-
-def test_to_input_shapes():
-    assert to_input(np.zeros((28, 28), np.uint8)).shape == (1, 28, 28, 1)
-    assert to_input(np.zeros((5, 28, 28), np.uint8)).shape == (5, 28, 28, 1)
-    assert to_input(np.full((28, 28), 255, np.uint8)).max() == 1.0

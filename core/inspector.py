@@ -3,24 +3,30 @@ gradient saliency, Grad-CAM, occlusion sensitivity and a robustness probe.
 
 One multi-output *feature model* per Keras model (built from ``model.inputs``) returns
 the probabilities and every layer's output in a single call, compiled once with
-``tf.function`` (XLA when it is available). :func:`inspector_for` caches it on the model,
-so a page pays the compile cost once per model and ~1 ms per digit afterwards. Never
-``model.predict``: it sets up a whole data pipeline for one image.
+``tf.function`` (XLA when it is available). :func:`inspector_for` keeps one per model
+(in :mod:`core.model_cache`), so a page pays the compile cost once per model and ~1 ms
+per digit afterwards. Never ``model.predict``: it sets up a whole data pipeline for one
+image.
 
-Colour maps (:func:`colorize`, :func:`overlay`) are plain NumPy so pages can turn maps
-into small images cheaply. No streamlit here.
+Turning the maps into pictures (colour maps, overlays, grids) is :mod:`core.imaging`'s
+job. No streamlit here.
 """
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from core.data import to_float
 from core.errors import LayerLabError
+from core.evaluation import batched_probabilities, model_fingerprint
+from core.imaging import unit, upsample
+from core.model_cache import cached
 
 CONV_TYPES = ("Conv2D",)
 POOL_TYPES = ("MaxPooling2D", "AveragePooling2D")
@@ -100,6 +106,11 @@ class Explanation:
 
 # -- the inspector -----------------------------------------------------------------------
 def layer_kind(layer_type: str) -> str:
+    """What the inspector draws for a Keras layer type: conv, pool, dense or other.
+
+    >>> layer_kind("Conv2D"), layer_kind("MaxPooling2D"), layer_kind("Dropout")
+    ('conv', 'pool', 'other')
+    """
     if layer_type in CONV_TYPES:
         return "conv"
     if layer_type in POOL_TYPES:
@@ -107,18 +118,6 @@ def layer_kind(layer_type: str) -> str:
     if layer_type in DENSE_TYPES:
         return "dense"
     return "other"
-
-
-def to_input(digit: np.ndarray) -> np.ndarray:
-    """uint8 (28, 28) or (N, 28, 28) digits -> float32 (N, 28, 28, 1) in [0, 1]."""
-    arr = np.asarray(digit)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    return arr.astype(np.float32)
 
 
 class Inspector:
@@ -131,7 +130,8 @@ class Inspector:
         if not model.inputs:
             raise LayerLabError("This model has no defined input, so its layers cannot be "
                                 "inspected. Rebuild it from a spec.")
-        self.model = model
+        # Held weakly: the cache that keeps this inspector is keyed by the model.
+        self._model = weakref.ref(model)
         layers = [layer for layer in model.layers
                   if not isinstance(layer, keras.layers.InputLayer)]
         self.layers = [LayerView(layer.name, type(layer).__name__,
@@ -151,7 +151,7 @@ class Inspector:
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
         self.feature_model = keras.Model(inputs, outputs, name=f"{model.name}_features")
         self._lock = threading.Lock()
-        self._misclassified: np.ndarray | None = None
+        self._misclassified: tuple[str, np.ndarray] | None = None   # (weights, indices)
         signature = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)]
         fm = self.feature_model
 
@@ -163,6 +163,14 @@ class Inspector:
                                     jit_compile=jit_compile)
         self._forward_plain = tf.function(forward, input_signature=signature)
         self._explain = tf.function(self._explain_graph, reduce_retracing=True)
+
+    @property
+    def model(self) -> Any:
+        """The inspected Keras model."""
+        model = self._model()
+        if model is None:
+            raise LayerLabError("This model is no longer loaded; choose it again.")
+        return model
 
     # -- forward pass --------------------------------------------------------------------
     def _call(self, x: np.ndarray) -> list[np.ndarray]:
@@ -179,28 +187,28 @@ class Inspector:
     def run(self, digit: np.ndarray) -> Inspection:
         """Probabilities and every layer's output for one 28×28 digit, in one call."""
         start = time.perf_counter()
-        outs = self._call(to_input(digit))
+        outs = self._call(to_float(digit))
         activations = {name: out[0] for name, out in zip(self._names, outs[1:])}
         return Inspection(outs[0][0].astype(np.float32), activations,
                           time.perf_counter() - start)
 
     def probabilities(self, digits: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Softmax outputs for a small batch of digits (N, 28, 28) uint8 -> (N, 10)."""
-        from core.evaluation import batched_probabilities  # noqa: PLC0415
-
-        x = to_input(digits)
+        x = to_float(digits)
         if len(x) > batch_size:          # a big batch: no need to queue behind the worker
             return batched_probabilities(self.model, x, batch_size)
         return on_worker(batched_probabilities, self.model, x, batch_size)
 
     def misclassified(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Indices of the labelled images the model gets wrong (computed once, kept)."""
+        """Indices of the labelled images the model gets wrong (kept until its weights
+        change: a resumed run trains the very same model object further)."""
+        weights = model_fingerprint(self.model)
         with self._lock:
-            if self._misclassified is None:
+            if self._misclassified is None or self._misclassified[0] != weights:
                 probs = self.probabilities(images, batch_size=1000)
-                self._misclassified = np.flatnonzero(probs.argmax(axis=1)
-                                                     != np.asarray(labels))
-        return self._misclassified
+                self._misclassified = (weights, np.flatnonzero(probs.argmax(axis=1)
+                                                               != np.asarray(labels)))
+        return self._misclassified[1]
 
     # -- what it looked at ---------------------------------------------------------------
     def _explain_graph(self, x, target):
@@ -234,7 +242,7 @@ class Inspector:
         predicted one)."""
         import tensorflow as tf  # noqa: PLC0415
 
-        x = to_input(digit)
+        x = to_float(digit)
         if target is None:
             target = self.run(digit).top
         batch = x
@@ -245,7 +253,7 @@ class Inspector:
         grad_x, fmap, grad_a = on_worker(self._explain, tf.convert_to_tensor(batch),
                                          tf.constant(int(target)))
         saliency = np.abs(np.asarray(grad_x)).mean(axis=0)[..., 0]
-        saliency = _unit(saliency)
+        saliency = unit(saliency)
         cam, method = None, "Grad-CAM"
         if self.gradcam_layer is not None:
             a, g = np.asarray(fmap)[0], np.asarray(grad_a)[0]
@@ -256,7 +264,7 @@ class Inspector:
                 # keeps the spatial detail and is never flat where the score depends.
                 cam = np.maximum((a * g).sum(axis=-1), 0.0)
                 method = "HiResCAM"
-            cam = _unit(_upsample(cam, x.shape[1:3]))
+            cam = unit(upsample(cam, x.shape[1:3]))
         occ = self.occlusion(digit, target) if occlusion else None
         return Explanation(int(target), saliency, cam, self.gradcam_layer, occ, method)
 
@@ -264,7 +272,7 @@ class Inspector:
                   stride: int = 2) -> np.ndarray:
         """How much the target's probability drops when a patch×patch square is blacked
         out, per pixel (averaged over the squares covering it), scaled to [0, 1]."""
-        img = to_input(digit)[0, ..., 0]
+        img = to_float(digit)[0, ..., 0]
         h, w = img.shape
         spots = [(r, c) for r in range(0, h - patch + 1, stride)
                  for c in range(0, w - patch + 1, stride)]
@@ -279,7 +287,7 @@ class Inspector:
             heat[r:r + patch, c:c + patch] += d
             count[r:r + patch, c:c + patch] += 1
         heat = np.where(count > 0, heat / np.maximum(count, 1), 0.0)
-        return _unit(np.maximum(heat, 0.0))
+        return unit(np.maximum(heat, 0.0))
 
     def warm_up(self) -> "Inspector":
         """Trace and compile every function once, so the first digit is as fast as the
@@ -301,37 +309,21 @@ class Inspector:
         return [v for v in self.layers if not kinds or v.kind in kinds]
 
 
-_cache_lock = threading.Lock()
-
-
 def inspector_for(model: Any) -> Inspector:
-    """The model's cached :class:`Inspector` (built and compiled on first use)."""
-    with _cache_lock:
-        found = getattr(model, "_layerlab_inspector", None)
-        if found is None:
-            found = Inspector(model).warm_up()
-            model._layerlab_inspector = found
-    return found
+    """The model's :class:`Inspector`, built and compiled on first use and then kept
+    (by :mod:`core.model_cache`; lookups for other models never wait for a compile)."""
+    return cached(model, "inspector", lambda: Inspector(model).warm_up())
 
 
 # -- pure NumPy helpers ------------------------------------------------------------------
-def _unit(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float32)
-    top = float(a.max(initial=0.0))
-    return a / top if top > 0 else np.zeros_like(a)
-
-
-def _upsample(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a small 2-D map to ``size`` (rows, cols)."""
-    from PIL import Image  # noqa: PLC0415
-
-    img = Image.fromarray(np.asarray(a, np.float32), mode="F")
-    return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR), np.float32)
-
-
 def filter_images(kernel: np.ndarray, channel: int | None = None) -> np.ndarray:
     """A conv kernel (k, k, in, out) -> one k×k image per output filter (out, k, k):
-    the weights seen by input ``channel``, or their mean over inputs when None."""
+    the weights seen by input ``channel``, or their mean over inputs when None.
+
+    >>> kernel = np.arange(3 * 3 * 2 * 4, dtype=np.float32).reshape(3, 3, 2, 4)
+    >>> filter_images(kernel).shape, float(filter_images(kernel, 1)[0, 0, 0])
+    ((4, 3, 3), 4.0)
+    """
     kernel = np.asarray(kernel)
     if channel is None:
         sel = kernel.mean(axis=2)
@@ -344,7 +336,12 @@ def filter_images(kernel: np.ndarray, channel: int | None = None) -> np.ndarray:
 
 
 def robustness_variants(digit: np.ndarray, seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """The digit shifted, rotated and noisy: (label, uint8 28×28) pairs, original first."""
+    """The digit shifted, rotated and noisy: (label, uint8 28×28) pairs, original first.
+
+    >>> variants = robustness_variants(np.zeros((28, 28), np.uint8))
+    >>> len(variants), variants[0][0], variants[1][0]
+    (11, 'original', 'shift left 4')
+    """
     from PIL import Image  # noqa: PLC0415
 
     digit = np.asarray(digit, np.uint8)
@@ -373,110 +370,3 @@ def robustness_variants(digit: np.ndarray, seed: int = 0) -> list[tuple[str, np.
     speckled[flips > 0.95] = 0
     out.append(("salt & pepper 10%", speckled))
     return out
-
-
-# Colour maps: anchor colours, linearly interpolated to 256 entries.
-_ANCHORS = {
-    "viridis": ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89",
-                "#35b779", "#6ece58", "#b5de2b", "#fde725"],
-    "diverging": ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7",
-                  "#f4a582", "#d6604d", "#b2182b"],
-    "heat": ["#000004", "#420a68", "#932667", "#dd513a", "#fca50a", "#fcffa4"],
-}
-
-
-def _hex(c: str) -> tuple[int, int, int]:
-    return int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)
-
-
-def lut(name: str) -> np.ndarray:
-    """A (256, 3) uint8 colour table for ``viridis``, ``diverging`` or ``heat``."""
-    anchors = np.array([_hex(c) for c in _ANCHORS[name]], np.float64)
-    pos = np.linspace(0, 1, len(anchors))
-    x = np.linspace(0, 1, 256)
-    return np.stack([np.interp(x, pos, anchors[:, i]) for i in range(3)], 1).round() \
-        .astype(np.uint8)
-
-
-def anchors(name: str) -> list[str]:
-    """The colour map's anchor colours (for a matching chart legend)."""
-    return list(_ANCHORS[name])
-
-
-def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str = "viridis",
-             scale: int = 1) -> np.ndarray:
-    """Map values to RGB uint8 with a colour table; ``scale`` enlarges each pixel."""
-    v = np.asarray(values, np.float32)
-    span = vmax - vmin if vmax > vmin else 1.0
-    idx = np.clip(((v - vmin) / span * 255).round(), 0, 255).astype(np.uint8)
-    rgb = lut(cmap)[idx]
-    if scale > 1:
-        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
-    return rgb
-
-
-def overlay(digit: np.ndarray, heat: np.ndarray, scale: int = 8,
-            alpha: float = 0.6) -> np.ndarray:
-    """The digit in gray with a heat map (values in [0, 1]) blended on top, RGB uint8."""
-    base = np.asarray(digit, np.float32) / 255.0
-    base = np.repeat(base[..., None], 3, axis=2) * 255 * 0.55
-    colour = colorize(heat, 0.0, 1.0, "heat").astype(np.float32)
-    a = alpha * np.clip(np.asarray(heat, np.float32), 0, 1)[..., None] ** 0.7
-    rgb = (base * (1 - a) + colour * a).round().astype(np.uint8)
-    return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
-
-
-def tile_grid(tiles: np.ndarray, cols: int = 8, pad: int = 2,
-              pad_value: int = 255) -> np.ndarray:
-    """Tiles (N, h, w, 3) uint8 -> one grid image, row by row, ``pad`` px apart."""
-    tiles = np.asarray(tiles, np.uint8)
-    n, h, w = tiles.shape[:3]
-    cols = max(1, min(cols, n))
-    rows = -(-n // cols)
-    grid = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, 3),
-                   pad_value, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tiles[i]
-    return grid
-
-
-def enlarge(image: np.ndarray, target: int = 112) -> np.ndarray:
-    """Nearest-neighbour enlargement by a whole factor so the longer side nears
-    ``target`` (small images stay crisp instead of being blurred by the browser)."""
-    image = np.asarray(image)
-    factor = max(1, target // max(image.shape[:2]))
-    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
-
-
-def labelled_grid(tiles: list[np.ndarray], labels: list[tuple[str, str]],
-                  alert: list[bool], cols: int = 6, side: int = 84) -> np.ndarray:
-    """Gray digit tiles in one RGB image, each with two lines of text underneath (e.g.
-    the variant and the prediction); ``alert`` tiles get a red second line and frame.
-    One image instead of many keeps a page's per-stroke media requests down."""
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
-
-    try:
-        font = ImageFont.load_default(size=12)
-    except (TypeError, OSError):            # Pillow without FreeType: the bitmap font
-        font = ImageFont.load_default()
-    pad, text_h = 12, 32
-    rows = -(-len(tiles) // cols)
-    width = cols * (side + pad) + pad
-    height = rows * (side + text_h + pad) + pad
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for i, (tile, (top, bottom), bad) in enumerate(zip(tiles, labels, alert)):
-        r, c = divmod(i, cols)
-        x, y = pad + c * (side + pad), pad + r * (side + text_h + pad)
-        img = Image.fromarray(np.asarray(tile, np.uint8)).convert("RGB") \
-            .resize((side, side), Image.Resampling.NEAREST)
-        canvas.paste(img, (x, y))
-        if bad:
-            draw.rectangle((x - 2, y - 2, x + side + 1, y + side + 1), outline=(214, 39, 40),
-                           width=2)
-        draw.text((x + side / 2, y + side + 3), top, fill=(80, 80, 80), font=font,
-                  anchor="ma")
-        draw.text((x + side / 2, y + side + 17), bottom, font=font, anchor="ma",
-                  fill=(214, 39, 40) if bad else (20, 20, 20))
-    return np.asarray(canvas)

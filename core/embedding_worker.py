@@ -1,0 +1,222 @@
+"""The embedding process: one long-lived child process that runs the t-SNE and UMAP fits
+and keeps UMAP's fitted maps, so new digits can be placed on them.
+
+Their numba and Cython loops hold Python's GIL for seconds at a time; in a separate
+process they never stall the server. A plain subprocess (``python -m
+core.embedding_worker``), not ``multiprocessing``, so the child never re-imports the
+caller's main script (under Streamlit, the app itself). The child imports no TensorFlow
+and nothing of Layer Lab but :mod:`core.embeddings`; its imports and numba compilations
+are paid once per server.
+
+Protocol: pickled tasks on the child's stdin, ``("tsne"|"umap", key, features, params)``
+or ``("place", key, features)``; pickled events on its stdout, any number of
+``("progress", fraction, message)`` then one ``("done", array)`` or ``("error",
+sentence)``. Calls are serialised. A call interrupted half-way (any exception, including
+``KeyboardInterrupt`` or Streamlit's ``StopException`` raised in a progress callback)
+kills the child: its remaining events would otherwise be read as the next call's reply.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from core.embeddings import Progress, fit_umap, no_progress, tsne_embedding
+from core.errors import LayerLabError
+
+MAX_FITTED = 2            # fitted UMAP maps kept (in the child, and their handles here)
+GONE = "This map is no longer in memory; fit it again."
+DIED = ("The process computing the map stopped (probably out of memory). "
+        "Try fewer points.")
+
+
+# -- the child --------------------------------------------------------------------------------
+
+def _fit(kind: str, key: str, feats: np.ndarray, params: dict[str, Any],
+         fitted: "OrderedDict[str, Any]", report: Progress) -> np.ndarray:
+    """One t-SNE or UMAP fit; a UMAP map is kept in ``fitted`` (the newest MAX_FITTED)."""
+    if kind == "tsne":
+        return tsne_embedding(feats, params["perplexity"], params["seed"], report,
+                              schedule=params.get("schedule"))
+    report(0.2, "UMAP: neighbours, then the layout (it reports no finer progress)")
+    reducer = fit_umap(feats, params["n_neighbors"], params["min_dist"], params["seed"])
+    fitted.pop(key, None)
+    fitted[key] = reducer
+    while len(fitted) > MAX_FITTED:
+        fitted.popitem(last=False)
+    return reducer.embedding_
+
+
+def _worker_loop(tasks: BinaryIO, events: BinaryIO) -> None:
+    """The child's loop: one task in, its events out, until the server goes away."""
+    fitted: OrderedDict[str, Any] = OrderedDict()
+
+    def send(event: tuple) -> None:
+        pickle.dump(event, events, protocol=pickle.HIGHEST_PROTOCOL)
+        events.flush()
+
+    def report(fraction: float, message: str) -> None:
+        send(("progress", fraction, message))
+
+    while True:
+        try:
+            task = pickle.load(tasks)
+        except EOFError:                     # the server went away
+            return
+        try:
+            kind, key, feats = task[0], task[1], task[2]
+            if kind == "place":
+                if key not in fitted:
+                    send(("error", GONE))
+                else:
+                    send(("done", np.asarray(fitted[key].transform(feats), np.float32)))
+                continue
+            emb = _fit(kind, key, feats, task[3], fitted, report)
+            send(("done", np.asarray(emb, np.float32)))
+        except Exception as exc:  # noqa: BLE001 - sent back as a sentence
+            send(("error", f"The map could not be computed ({type(exc).__name__}: {exc})."))
+
+
+def _serve() -> None:
+    """Entry point of the child: pickles on stdin/stdout, logs on stderr."""
+    # umap-learn imports TensorFlow for ParametricUMAP when it can: seconds and hundreds
+    # of MB this process never needs. Marking it absent makes umap skip that import.
+    sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # stray prints must not corrupt it
+    _worker_loop(sys.stdin.buffer, protocol_out)
+
+
+# -- the server's side ------------------------------------------------------------------------
+
+class EmbeddingWorker:
+    """The server's handle on the embedding process: starts it on first use, restarts it
+    after a crash or an interrupted call, and remembers which fitted maps it keeps."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()           # one call at a time through the pipes
+        self._maps_lock = threading.Lock()      # the fitted-map handles below
+        self._maps: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self.generation = 0                     # bumps when a new child starts
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child process is running (and so keeps its fitted maps)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.alive else None
+
+    def _ensure(self) -> subprocess.Popen:
+        if self.alive:
+            return self._proc
+        self._stop_child()                      # a dead child: reap it, forget its maps
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._proc = subprocess.Popen([sys.executable, "-m", "core.embedding_worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      cwd=root, env=env)
+        self.generation += 1
+        return self._proc
+
+    def _stop_child(self) -> None:
+        """Kill the child now (its fitted maps go with it); call with ``_lock`` held."""
+        proc, self._proc = self._proc, None
+        with self._maps_lock:
+            self._maps.clear()
+        if proc is None:
+            return
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _call(self, task: tuple, progress: Progress) -> np.ndarray:
+        proc = self._ensure()
+        try:
+            pickle.dump(task, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.flush()
+            event = pickle.load(proc.stdout)
+            while event[0] == "progress":
+                progress(event[1], event[2])
+                event = pickle.load(proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self._stop_child()
+            raise LayerLabError(DIED) from None
+        except BaseException:
+            # Interrupted half-way: the rest of this call's events are still in the pipe
+            # and the next call would read them as its reply. Start afresh instead.
+            self._stop_child()
+            raise
+        if event[0] == "error":
+            raise LayerLabError(event[1])
+        return event[1]
+
+    def embed(self, method: str, key: str, features: np.ndarray, params: dict[str, Any],
+              progress: Progress = no_progress) -> tuple[np.ndarray, int]:
+        """``(embedding, generation)`` of ``features`` by t-SNE or UMAP in the child."""
+        with self._lock:
+            emb = self._call((method, key, np.ascontiguousarray(features, np.float32),
+                              params), progress)
+            return emb, self.generation
+
+    def place(self, key: str, features: np.ndarray, generation: int,
+              wait_s: float = 2.0) -> np.ndarray:
+        """``UMAP.transform`` of ``features`` on the map fitted for ``key``."""
+        if not self._lock.acquire(timeout=wait_s):
+            raise LayerLabError("Another map is being computed; place the digit once it "
+                                "is done.")
+        try:
+            if generation != self.generation or not self.alive:
+                raise LayerLabError(GONE)
+            return self._call(("place", key, np.ascontiguousarray(features, np.float32)),
+                              no_progress)
+        finally:
+            self._lock.release()
+
+    def keep(self, key: str, generation: int, handle: Any) -> None:
+        """Remember ``handle`` for the map fitted for ``key`` by child ``generation``
+        (the child keeps the newest MAX_FITTED maps; so does this)."""
+        with self._maps_lock:
+            self._maps.pop(key, None)
+            self._maps[key] = (generation, handle)
+            while len(self._maps) > MAX_FITTED:
+                self._maps.popitem(last=False)
+
+    def kept(self, key: str) -> Any | None:
+        """The handle kept for ``key`` if the child that fitted it still runs, else None."""
+        with self._maps_lock:
+            found = self._maps.get(key)
+        if found is None or found[0] != self.generation or not self.alive:
+            return None
+        return found[1]
+
+    def close(self) -> None:
+        """Stop the child process (it also ends when the server's pipe closes)."""
+        with self._lock:
+            if self.alive:
+                self._proc.stdin.close()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+            self._stop_child()
+
+
+WORKER = EmbeddingWorker()
+
+
+if __name__ == "__main__":
+    _serve()
