@@ -8,6 +8,7 @@ or changing the budget needs the token from ``LAYERLAB_RESET_TOKEN``.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import re
 import sqlite3
@@ -16,8 +17,10 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import LayerLabError
+from core.errors import LayerLabError, StorageError
+from core.storage import layerlab_home
 
+_log = logging.getLogger(__name__)
 DEFAULT_BUDGET = 10_000
 MAX_NAME = 24
 _NAME_OK = re.compile(r"[^A-Za-z0-9 _.\-]")
@@ -34,8 +37,7 @@ class Entry:
 
 
 def default_path() -> Path:
-    from core.runs import layerlab_home  # noqa: PLC0415
-
+    """``$LAYERLAB_HOME/leaderboard.sqlite``."""
     return layerlab_home() / "leaderboard.sqlite"
 
 
@@ -59,8 +61,9 @@ class Leaderboard:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise LayerLabError(f"The leaderboard at {self.path} cannot be opened ({exc}). "
-                                f"Set LAYERLAB_HOME to a writable folder.") from None
+            _log.warning("cannot open the leaderboard at %s: %r", self.path, exc)
+            raise StorageError("The leaderboard cannot be opened. Ask whoever runs the server "
+                               "to set LAYERLAB_HOME to a writable folder.") from None
         con.execute("PRAGMA busy_timeout = 30000")
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, "
