@@ -18,17 +18,17 @@ from core.storage import (STALE_AFTER_S, atomic_save, atomic_write_bytes, clean_
 
 ROOT = Path(__file__).resolve().parents[1]
 
-KILLED_WRITE = textwrap.dedent("""
-    import sys, time
+# Rewrites one file with whole 1 MB payloads of one letter, as fast as it can, until killed.
+REWRITER = textwrap.dedent("""
+    import sys
     from pathlib import Path
-    from core.storage import atomic_save
-    def slow_half(tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(b"new half")
-            fh.flush()
-            print("WRITING", flush=True)
-            time.sleep(60)
-    atomic_save(Path(sys.argv[1]), slow_half)
+    from core.storage import atomic_write_bytes
+    target, n = Path(sys.argv[1]), 0
+    while True:
+        atomic_write_bytes(target, bytes([65 + n % 26]) * 1_000_000)
+        n += 1
+        if n == 3:
+            print("REWRITING", flush=True)
 """)
 
 
@@ -39,22 +39,23 @@ def test_layerlab_home_follows_the_environment(monkeypatch, tmp_path):
     assert layerlab_home() == Path.home() / ".layerlab"
 
 
-def test_atomic_write_survives_sigkill_mid_write_and_the_leftover_is_cleaned(tmp_path):
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.13, 0.31])
+def test_atomic_write_survives_sigkill_at_any_moment(tmp_path, delay_s):
     target = tmp_path / "deep" / "run.json"
-    atomic_write_bytes(target, b"old complete")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITE, str(target)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", REWRITER, str(target)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "WRITING"
-        leftovers = [p for p in target.parent.iterdir() if p != target]
-        assert [temp_owner(p.name) for p in leftovers] == [proc.pid]
-        assert clean_temp_files(target.parent) == []        # its writer is still alive
+        assert proc.stdout.readline().strip() == "REWRITING"
+        time.sleep(delay_s)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    assert target.read_bytes() == b"old complete"
-    assert clean_temp_files(target.parent) == leftovers      # now a leftover
+    data = target.read_bytes()                 # one whole payload, never a mix or a cut
+    assert len(data) == 1_000_000 and data == data[:1] * len(data)
+    others = [p for p in target.parent.iterdir() if p != target]
+    assert all(temp_owner(p.name) == proc.pid for p in others)
+    assert sorted(clean_temp_files(target.parent)) == sorted(others)   # a dead writer's
     assert [p.name for p in target.parent.iterdir()] == ["run.json"]
 
 
