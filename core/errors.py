@@ -26,3 +26,10 @@ class SpecError(LayerLabError):
 
 class DataError(LayerLabError):
     """MNIST could not be found or read."""
+
+
+class StorageError(LayerLabError):
+    """A file could not be saved or read back (a full disk, a damaged record).
+
+    The sentence never names a server path: that goes to the server's log.
+    """

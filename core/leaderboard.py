@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from core.errors import LayerLabError, SpecError
+from core.errors import LayerLabError, SpecError, StorageError
 from core.recipe import Recipe
 from core.runs import Run
+from core.storage import layerlab_home
 from core.workspace import label
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,7 @@ class Entry:
 
 
 def default_path() -> Path:
-    from core.runs import layerlab_home  # noqa: PLC0415
-
+    """``$LAYERLAB_HOME/leaderboard.sqlite``."""
     return layerlab_home() / "leaderboard.sqlite"
 
 
@@ -227,7 +227,7 @@ class Leaderboard:
         except (OSError, sqlite3.Error) as exc:
             log.error("Leaderboard %s: could not %s: %s: %s", self.path, failed,
                       type(exc).__name__, exc)
-            raise LayerLabError(f"The leaderboard could not {failed}: the server's disk is "
+            raise StorageError(f"The leaderboard could not {failed}: the server's disk is "
                                 "full or read-only, or the board is damaged. Tell your "
                                 "teacher (the server log has the details).") from None
         finally:

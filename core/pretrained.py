@@ -7,11 +7,15 @@ The app only reads this folder; ``python -m core pretrain NAME`` writes it.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import LayerLabError
-from core.runs import Run, atomic_save, atomic_write_bytes
+from core.errors import LayerLabError, StorageError
+from core.runs import Run, read_run
+from core.storage import atomic_save, atomic_write_bytes
+
+_log = logging.getLogger(__name__)
 
 CACHED_DIR = Path(__file__).resolve().parents[1] / "cached_models"
 
@@ -26,12 +30,11 @@ def available(folder: Path = CACHED_DIR) -> list[str]:
 
 def load_record(name: str, folder: Path = CACHED_DIR) -> Run:
     """The run record of a pretrained preset."""
-    path = folder / f"{name}.json"
     try:
-        return Run.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
-        raise LayerLabError(f"The pretrained record {path.name} could not be read ({exc}). "
-                            f"Regenerate it with `python -m core pretrain {name}`.") from None
+        return read_run(folder / f"{name}.json")
+    except StorageError as err:
+        raise StorageError(f"The pretrained record {name}.json is damaged. {err} Regenerate "
+                           f"it with `python -m core pretrain {name}`.") from None
 
 
 def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
@@ -42,7 +45,13 @@ def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
     if not path.is_file():
         raise LayerLabError(f"No pretrained weights for {name!r}. Train it on the Train page "
                             f"or run `python -m core pretrain {name}`.")
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # a damaged or foreign file: Keras raises many kinds
+        _log.warning("cannot load pretrained %s: %r", path, exc)
+        raise StorageError(f"The pretrained weights {name}.keras could not be loaded "
+                           f"({type(exc).__name__}); they are damaged. Regenerate them with "
+                           f"`python -m core pretrain {name}`.") from None
 
 
 def pretrain(name: str, out_dir: Path = CACHED_DIR,

@@ -82,3 +82,30 @@ class Recipe:
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"The recipe's {flag} must be true or false.")
         return self
+
+
+def lr_at(recipe: Recipe, step: int, total_steps: int) -> float:
+    """Learning rate for ``step`` (0-based) of ``total_steps`` under the recipe's schedule.
+
+    constant: the base rate. step: ÷10 at 50% and again at 75% of training.
+    one_cycle: linear warm-up from base/25 to the base rate over the first 25%, then
+    cosine annealing down to base/1000.
+
+    >>> r = Recipe(learning_rate=0.01, schedule="step")
+    >>> [round(lr_at(r, s, 100), 6) for s in (0, 50, 75)]
+    [0.01, 0.001, 0.0001]
+    >>> round(lr_at(Recipe(learning_rate=0.01, schedule="one_cycle"), 0, 100), 6)
+    0.0004
+    """
+    base = float(recipe.learning_rate)
+    frac = step / max(total_steps, 1)
+    if recipe.schedule == "step":
+        return base * (0.01 if frac >= 0.75 else 0.1 if frac >= 0.5 else 1.0)
+    if recipe.schedule == "one_cycle":
+        warm = 0.25
+        if frac < warm:
+            return base / 25 + (base - base / 25) * frac / warm
+        t = (frac - warm) / (1 - warm)
+        low = base / 1000
+        return low + (base - low) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return base

@@ -14,8 +14,9 @@ import pytest
 
 from core.errors import LayerLabError
 from core.recipe import Recipe
-from core.runs import CHECKPOINT_FILE, RunStore, atomic_save
+from core.runs import CHECKPOINT_FILE, RunStore
 from core.spec import ModelSpec
+from core.storage import atomic_save
 from core.training import TrainingJob, prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def test_sigkill_mid_training_keeps_last_completed_epoch(tmp_path):
 SAVE_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from core.runs import atomic_save
+    from core.storage import atomic_save
     def slow_partial(tmp):
         with open(tmp, "wb") as fh:
             fh.write(b"PK partial archive")
@@ -106,6 +107,7 @@ def test_sigkill_mid_save_never_leaves_a_partial_file_under_the_real_name(tmp_pa
     leftovers = [p.name for p in target.parent.iterdir() if p.name != target.name]
     assert leftovers and all(n.startswith(".") and ".tmp" in n for n in leftovers)
     assert RunStore(tmp_path / "runs").list_runs() == []     # no run.json: not a run
+    assert [p.name for p in target.parent.iterdir()] == [target.name]   # cleaned on start
 
 
 def test_unwritable_store_training_still_works_and_says_why(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core import pretrained
+from core.errors import StorageError
 from core.data import to_float
 from core.evaluation import evaluate
 from core.presets import PRESETS
@@ -63,3 +64,15 @@ def test_fast_cnn_learns_quickly_on_a_subset():
     job.drain()
     assert job.run.status == "finished", job.run.message
     assert job.run.test_accuracy >= 0.97
+
+
+def test_damaged_pretrained_files_are_refused_with_sentences(tmp_path):
+    (tmp_path / "broken.keras").write_bytes(b"PK not really a zip")
+    (tmp_path / "broken.json").write_text('{"id": "broken", "name": ')
+    with pytest.raises(StorageError, match="could not be loaded .* Regenerate") as err:
+        pretrained.load_model("broken", folder=tmp_path)
+    assert str(tmp_path) not in str(err.value)
+    with pytest.raises(StorageError, match="broken.json is damaged. The run record is not "
+                                           "valid JSON. Regenerate") as err:
+        pretrained.load_record("broken", folder=tmp_path)
+    assert str(tmp_path) not in str(err.value)

@@ -1,18 +1,17 @@
 """The training engine on small real data: learning, stop, NaN, events, resume, store."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from core.errors import LayerLabError, SpecError
-from core.recipe import Recipe
-from core.runs import Run, RunStore
+from core.errors import SpecError
+from core.recipe import Recipe, lr_at
+from core.runs import RunStore
 from core.spec import ModelSpec
-from core.training import Scheduler, TrainingJob, lr_at, prepare_data
+from core.training import Scheduler, TrainingJob, prepare_data
 
 TINY = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
                           {"type": "MaxPooling2D", "pool_size": 2},
@@ -169,36 +168,50 @@ def test_scheduler_caps_concurrency_with_fifo_queue():
     assert sched.acquire("d", stop) is False and sched.position("d") is None
 
 
-def test_store_survives_crash_mid_write_and_damage(tmp_path):
-    store = RunStore(tmp_path)
-    good = Run(id="20260101-000000-aaaaaa", name="good", spec={}, recipe={}, status="finished")
-    store.save_run(good)
-    # a crash mid-write leaves only a temp file: it must not count as a run
-    crashed = tmp_path / "20260101-000001-bbbbbb"
-    crashed.mkdir()
-    (crashed / ".run.json.x1y2.tmp").write_text('{"id": "20260101-000001-bbbbbb", "na')
-    # a damaged entry is skipped with a warning
-    damaged = tmp_path / "20260101-000002-cccccc"
-    damaged.mkdir()
-    (damaged / "run.json").write_text("{not json")
-    # a run that was training when the process died is shown as interrupted
-    running = Run(id="20260101-000003-dddddd", name="r", spec={}, recipe={}, status="running")
-    store.save_run(running)
-    runs = store.list_runs()
-    assert [r.id for r in runs] == [running.id, good.id]
-    assert runs[0].status == "interrupted"
-    assert len(store.warnings) == 1 and "damaged" in store.warnings[0]
-    assert json.loads((tmp_path / good.id / "run.json").read_text())["name"] == "good"
-    assert not list(tmp_path.glob(f"{good.id}/.*.tmp"))
+def test_release_is_decided_under_the_scheduler_lock():
+    """A run that starts while memory is being released waits until the release is done."""
+    sched = Scheduler(1)
+    inside, let_go, order = threading.Event(), threading.Event(), []
+
+    def slow_release() -> None:
+        inside.set()
+        let_go.wait(10)
+        order.append("released")
+
+    releaser = threading.Thread(target=sched.run_if_idle, args=(slow_release,))
+    releaser.start()
+    assert inside.wait(10)
+    starter = threading.Thread(target=lambda: (sched.acquire("run", threading.Event()),
+                                               order.append("started")))
+    starter.start()
+    time.sleep(0.3)
+    assert order == []                     # the new run is held back, not hit mid-release
+    let_go.set()
+    releaser.join(10)
+    starter.join(10)
+    assert order == ["released", "started"]
+    assert sched.run_if_idle(lambda: order.append("again")) is False   # a run is active
+    assert order == ["released", "started"]
 
 
-def test_store_refuses_unwritable_folder_with_sentence(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    store = RunStore(blocker / "runs")     # a path below a file can never be created
-    run = Run(id="20260101-000000-eeeeee", name="n", spec={}, recipe={})
-    with pytest.raises(LayerLabError, match="Could not save run 'n'"):
-        store.save_run(run)
+def test_release_memory_leaves_other_threads_keras_state_alone():
+    """The inspector's thread keeps its Keras state (here: layer name counters) while a
+    finished run releases memory in its own thread."""
+    import keras
+
+    from core.training import release_memory
+
+    first = keras.layers.Dense(1).name
+    n = int(first.rsplit("_", 1)[1]) if "_" in first else 0
+    done = []
+    worker = threading.Thread(target=lambda: done.append(release_memory(Scheduler(1))))
+    worker.start()
+    worker.join(30)
+    assert done == [True]
+    assert keras.layers.Dense(1).name == f"dense_{n + 1}"
+    busy = Scheduler(1)
+    busy.acquire("training", threading.Event())
+    assert release_memory(busy) is False
 
 
 def test_progress_fraction_and_eta_for_a_resumed_job():
