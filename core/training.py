@@ -367,6 +367,7 @@ class TrainingJob:
         import keras  # noqa: PLC0415
 
         from core.build import build_model  # noqa: PLC0415
+        from core.calibration import recalibrate_batch_norm  # noqa: PLC0415
         from core.device import detect, distribution_strategy  # noqa: PLC0415
         from core.evaluation import evaluate  # noqa: PLC0415
 
@@ -429,6 +430,10 @@ class TrainingJob:
                               elapsed_s=now - t0)
 
             def on_epoch_end(self, epoch, logs=None):
+                # Issue 13: batch-norm statistics that fit the weights before validation,
+                # the checkpoint and (after a Stop's partial epoch too) the final test.
+                if state["nan"] is None:
+                    recalibrate_batch_norm(self.model, data.x_train)
                 if state["nan"] is not None or (job._stop.is_set()
                                                 and self.step % steps != 0):
                     return                   # a partial epoch is not an epoch
