@@ -361,7 +361,7 @@ class TrainingJob:
     def _train(self, t0: float) -> tuple[str, str]:
         """Build or load the model, fit it with the run's callbacks, then conclude."""
         from core.callbacks import (EpochCheckpoint, EpochHistory, LiveBatches,  # noqa
-                                    StepLearningRate, StopOnNaN)
+                                    RecalibrateBatchNorm, StepLearningRate, StopOnNaN)
         from core.device import detect  # noqa: PLC0415
 
         recipe, run = self.recipe, self.run
@@ -382,6 +382,7 @@ class TrainingJob:
             nan,
             LiveBatches(self._emit, self._stop, steps_per_epoch=steps, first_epoch=first_epoch,
                         clock_start=t0, interval_s=BATCH_EVENT_INTERVAL_S),
+            RecalibrateBatchNorm(data.x_train, nan),
             EpochHistory(run, self._emit, steps_per_epoch=steps, n_train=n, clock_start=t0,
                          validation=(data.x_val, data.y_val)),
         ]
