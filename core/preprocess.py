@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import LayerLabError
-from core.strokes import MNIST_RANGE, match_width, stroke_width
+from core.strokes import BLOB_WIDTH, MNIST_RANGE, match_width, stroke_width
 
 FRAME = 28                 # MNIST frame side
 BOX = 20                   # the digit's longer side inside the frame
@@ -298,6 +298,22 @@ def small_drawing_hint(extent: float) -> str | None:
             f"a photo closer to the digit).")
 
 
+def _stroke_note(before: float, after: float, kept: bool) -> str:
+    """The stroke step's note: what the width was and what became of it.
+
+    >>> _stroke_note(0.7, 2.0, kept=False)
+    "0.7 px → 2.0 px (MNIST's are about 2.0–2.9 px)"
+    >>> _stroke_note(2.4, 2.4, kept=True)
+    '2.4 px, MNIST-like: kept'
+    """
+    if not kept:
+        return (f"{before:.1f} px → {after:.1f} px (MNIST's are about "
+                f"{MNIST_RANGE[0]}–{MNIST_RANGE[1]} px)")
+    if before > BLOB_WIDTH:
+        return f"{before:.1f} px, more a blob than strokes: kept"
+    return f"{before:.1f} px, MNIST-like: kept"
+
+
 def _ink_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     """Ink in [0, 1] on black (light backgrounds inverted) and whether it was inverted."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -390,9 +406,7 @@ def preprocess(image: np.ndarray | bytes, min_extent: float = 0.03,
     kept = work is working
     after = before if kept else stroke_width(work) * BOX / max(wy1 - wy0, wx1 - wx0)
     steps.append(Step("Stroke width like MNIST's", _thumb(work[wy0:wy1, wx0:wx1]),
-                      f"{before:.1f} px, MNIST-like: kept" if kept else
-                      f"{before:.1f} px → {after:.1f} px (MNIST's are about "
-                      f"{MNIST_RANGE[0]}–{MNIST_RANGE[1]} px)"))
+                      _stroke_note(before, after, kept)))
 
     scale = BOX / max(wy1 - wy0, wx1 - wx0)
     size = (max(1, min(BOX, round((wx1 - wx0) * scale))),

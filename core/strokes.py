@@ -1,4 +1,4 @@
-"""Stroke width of a digit: measured from its ink, and redrawn at MNIST's when it is far off.
+"""Stroke width of a digit: measured from its ink, and redrawn at MNIST's when far off.
 
 A pen 6 px wide on a 280-px canvas leaves hairlines once the digit is shrunk to 20 px, and
 a 40-px pen leaves a blot; MNIST's writers used neither. The width is measured as four
@@ -7,7 +7,8 @@ the half pixel of the grid. A width outside the middle half of MNIST's widths is
 to the nearest end of it (the least change that makes it typical; MNIST's own digits are
 mostly left alone): thin strokes are dilated, thick ones are eroded, and the thick
 strokes' centre lines are redrawn at the new width too, so that no part thinner than the
-rest vanishes in the erosion.
+rest vanishes in the erosion. Ink far wider than any MNIST stroke is a blob (a filled
+shape, a small digit drawn with a fat pen) and is left as drawn.
 
 Widths are in the frame's pixels (the 28×28 digit, longer side 20 px). Measured on all
 60,000 MNIST training digits through core.preprocess's working image:
@@ -20,6 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 MNIST_RANGE = (2.0, 2.9)        # 25th/75th percentiles of MNIST's widths (median 2.4)
+BLOB_WIDTH = 6.0                # wider (30% of the box; MNIST's 99.9th percentile) is a
+                                # blob, not strokes: a filled shape, or a small digit drawn
+                                # with a fat pen; eroding it to centre lines would lose it
 LEVEL = 0.5                     # ink at least this bright is "inside" the stroke
 
 
@@ -79,13 +83,14 @@ def thin(ink: np.ndarray, to: float) -> np.ndarray:
     eroded = np.where(mask, np.clip(inside - cut, 0.0, 1.0), 0.0)
     near = ndimage.distance_transform_edt(~ridge)
     drawn = np.clip(to / 2 + 0.25 - near, 0.0, 1.0)   # ±½ px: ridges are 1 or 2 px
-    return np.maximum(eroded, drawn).astype(np.float32)
+    # Within the old outline: a ridge pixel near the edge (at a corner) draws no bump.
+    return np.maximum(eroded, np.minimum(drawn, ink)).astype(np.float32)
 
 
 def match_width(ink: np.ndarray, pixels_per_frame_px: float,
                 extent: float) -> tuple[np.ndarray, float]:
-    """``(ink, width)``: the strokes brought into MNIST_RANGE when they are outside it,
-    and the width they had (in frame pixels).
+    """``(ink, width)``: the strokes brought into MNIST_RANGE when they are outside it
+    (blobs wider than BLOB_WIDTH are left alone), and the width they had (frame pixels).
 
     ``pixels_per_frame_px`` is how many of ``ink``'s pixels become one pixel of the 28×28
     frame. ``extent`` is the ink's longer side in pixels: a dilation pushes the stroke
@@ -101,7 +106,7 @@ def match_width(ink: np.ndarray, pixels_per_frame_px: float,
     """
     width = stroke_width(ink) / pixels_per_frame_px
     low, high = MNIST_RANGE
-    if width <= 0 or low <= width <= high:
+    if width <= 0 or low <= width <= high or width > BLOB_WIDTH:
         return ink, width
     measured = width * pixels_per_frame_px
     target = min(max(width, low), high) * pixels_per_frame_px

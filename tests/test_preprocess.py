@@ -214,7 +214,7 @@ def test_array_inputs_of_any_type(digits):
         as_digit(np.zeros((10, 10)))
 
 
-# -- sub-pixel centring, stroke width, small drawings ---------------------------------------
+# -- sub-pixel centring, stroke width, small drawings ----------------------------------
 # Polylines on a 280×280 canvas, as the Draw page's pen leaves them (white on black).
 SHAPES = {
     "2": [(80, 90), (110, 60), (160, 55), (195, 85), (190, 125), (150, 170), (90, 225),

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core.preprocess import preprocess
-from core.strokes import MNIST_RANGE, match_width, stroke_width, thicken, thin
+from core.strokes import (BLOB_WIDTH, MNIST_RANGE, match_width, stroke_width, thicken,
+                          thin)
 
 
 def ring(width: int, size: int = 200) -> np.ndarray:
@@ -52,6 +53,14 @@ def test_match_width_keeps_typical_strokes_and_moves_the_others():
         after = stroke_width(out) / ppf * 200 / (200 + (stroke_width(out) - 10))
         assert after == pytest.approx(near, abs=0.3), (ppf, after)
     assert match_width(np.zeros((9, 9)), 4.0, 80.0)[1] == 0.0   # no ink: nothing to do
+
+
+def test_a_blob_is_left_as_drawn():
+    """A filled disk eroded to its centre would be a dot; it is not strokes at all."""
+    yy, xx = np.mgrid[:100, :100]
+    disk = ((yy - 50) ** 2 + (xx - 50) ** 2 <= 40 ** 2).astype(np.float32)
+    out, width = match_width(disk, 4.0, 80.0)
+    assert width > BLOB_WIDTH and out is disk
 
 
 def test_mnist_range_is_the_middle_half_of_mnists_widths(mnist):
