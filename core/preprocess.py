@@ -7,7 +7,12 @@ image so a page can show the steps. :func:`load_image` opens untrusted bytes saf
 PNG or JPEG recognised by content, a pixel limit checked before decoding, Pillow's
 decompression-bomb warning turned into an error, truncated files refused.
 
-Pure NumPy + Pillow; no TensorFlow, no streamlit.
+Two steps go further than MNIST's recipe, for drawings: a stroke far thinner or thicker
+than MNIST's pens is brought into their range (core.strokes, at a fixed working size),
+and the centre of mass is placed to a fraction of a pixel (MNIST rounded it to whole
+pixels; half a pixel off can change a model's reading). A small drawing gets a hint.
+
+Pure NumPy + Pillow (+ SciPy for the strokes); no TensorFlow, no streamlit.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import LayerLabError
+from core.strokes import BLOB_WIDTH, MNIST_RANGE, match_width, stroke_width
 
 FRAME = 28                 # MNIST frame side
 BOX = 20                   # the digit's longer side inside the frame
@@ -29,6 +35,8 @@ MAX_IMAGE_PIXELS = 16_000_000          # about 4000×4000; refused before decodi
 WORK_SIDE = 1024                       # larger pictures are reduced to this first
 MIN_CONTRAST = 0.12                    # ink must differ this much from the background
 STEP_SIDE = 280                        # step thumbnails are at most this big
+WORK_SCALE = 4                         # working px per frame px while strokes are set
+SMALL_EXTENT = 0.4                     # ink spanning less of the picture gets a hint
 
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -72,6 +80,8 @@ class Preprocessed:
     inverted: bool = False
     bbox: tuple[int, int, int, int] = (0, 0, 0, 0)   # y0, x0, y1, x1 in the working image
     center_of_mass: tuple[float, float] = (0.0, 0.0)  # (row, col) in the 28×28 frame
+    stroke: tuple[float, float] = (0.0, 0.0)          # stroke width before/after, frame px
+    hint: str | None = None          # a sentence for the page, e.g. "draw it larger"
 
 
 # -- opening files -----------------------------------------------------------------------
@@ -234,14 +244,17 @@ def _thumb(gray: np.ndarray) -> np.ndarray:
     return np.round(img * 255).astype(np.uint8)
 
 
-def _resize(patch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Anti-aliased resize of a float image to (width, height)."""
+def _resize(patch: np.ndarray, size: tuple[int, int],
+            box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Anti-aliased resize of a float image (or of its ``box``, fractional pixel
+    coordinates left, top, right, bottom) to (width, height)."""
     from PIL import Image  # noqa: PLC0415
 
     h, w = patch.shape
-    shrinking = size[0] <= w and size[1] <= h
+    left, top, right, bottom = box or (0.0, 0.0, w, h)
+    shrinking = size[0] <= right - left and size[1] <= bottom - top
     resample = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BILINEAR
-    out = Image.fromarray(patch.astype(np.float32), mode="F").resize(size, resample)
+    out = Image.fromarray(patch.astype(np.float32), mode="F").resize(size, resample, box)
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 
@@ -257,20 +270,55 @@ def center_of_mass(image: np.ndarray) -> tuple[float, float]:
             float((img.sum(axis=0) * cols).sum() / total))
 
 
-def preprocess(image: np.ndarray | bytes, min_extent: float = 0.03,
-               name: str = "The file") -> Preprocessed:
-    """Any picture of a digit -> an MNIST-style 28×28 uint8 digit, keeping every step.
+def ink_box(ink: np.ndarray, level: float = 0.2) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) around the pixels brighter than ``level``; None when there are none.
 
-    ``image`` is PNG/JPEG bytes or an array (the canvas' RGBA, a gray array, …).
-    ``min_extent`` is the smallest ink size, as a fraction of the picture's longer side,
-    still worth reading. Raises :class:`EmptyDrawing` (a friendly hint) when there is no
-    ink or only a dot, :class:`ImageRefused` for unusable files.
+    >>> ink = np.zeros((5, 6)); ink[1:3, 2:5] = 1.0
+    >>> ink_box(ink)
+    (1, 2, 3, 5)
+    >>> ink_box(np.zeros((3, 3))) is None
+    True
     """
-    gray = load_image(image, name) if isinstance(image, (bytes, bytearray)) \
-        else to_gray(image)
-    h, w = gray.shape
-    steps = [Step("Grayscale", _thumb(gray), f"{w}×{h} px")]
+    ys, xs = np.nonzero(np.asarray(ink) > level)
+    if ys.size == 0:
+        return None
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
 
+
+def small_drawing_hint(extent: float) -> str | None:
+    """A "draw it larger" sentence when the ink spans less than SMALL_EXTENT of the
+    picture's longer side (its strokes are then thick for its size), else None.
+
+    >>> small_drawing_hint(0.8) is None
+    True
+    >>> small_drawing_hint(0.25)[:40]
+    'The digit spans only 25% of the picture,'
+    """
+    if extent >= SMALL_EXTENT:
+        return None
+    return (f"The digit spans only {extent:.0%} of the picture, so its strokes come out "
+            f"thick once it is scaled up: draw it larger, filling most of the box (or crop "
+            f"a photo closer to the digit).")
+
+
+def _stroke_note(before: float, after: float, kept: bool) -> str:
+    """The stroke step's note: what the width was and what became of it.
+
+    >>> _stroke_note(0.7, 2.0, kept=False)
+    "0.7 px → 2.0 px (MNIST's are about 2.0–2.9 px)"
+    >>> _stroke_note(2.4, 2.4, kept=True)
+    '2.4 px, MNIST-like: kept'
+    """
+    if not kept:
+        return (f"{before:.1f} px → {after:.1f} px (MNIST's are about "
+                f"{MNIST_RANGE[0]}–{MNIST_RANGE[1]} px)")
+    if before > BLOB_WIDTH:
+        return f"{before:.1f} px, more a blob than strokes: kept"
+    return f"{before:.1f} px, MNIST-like: kept"
+
+
+def _ink_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Ink in [0, 1] on black (light backgrounds inverted) and whether it was inverted."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
     inverted = background > 0.5
@@ -281,44 +329,100 @@ def preprocess(image: np.ndarray | bytes, min_extent: float = 0.03,
         raise EmptyDrawing("Draw a digit: the picture is empty — there is no ink that "
                            "stands out from the background.")
     ink = np.clip((gray - background) / contrast, 0.0, 1.0)
-    ink = np.clip((ink - 0.1) / 0.9, 0.0, 1.0)           # drop paper texture and noise
+    return np.clip((ink - 0.1) / 0.9, 0.0, 1.0), inverted   # drop paper texture and noise
+
+
+def _working(crop: np.ndarray) -> np.ndarray:
+    """The crop scaled so that its longer side is WORK_SCALE × BOX px (strokes are
+    measured and redrawn at that resolution, whatever the picture's size), its ink
+    peaking at 1, with a margin for strokes that grow."""
+    ch, cw = crop.shape
+    scale = WORK_SCALE * BOX / max(ch, cw)
+    work = _resize(crop, (max(1, round(cw * scale)), max(1, round(ch * scale))))
+    if work.max(initial=0) > 0:
+        work = work / work.max()
+    return np.pad(work, 2 * WORK_SCALE)
+
+
+def _centred(work: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The ink ``box`` of ``work`` scaled to BOX px (longer side) and placed in the frame
+    so that its centre of mass lands on (14, 14) within a few hundredths of a pixel: the
+    frame is resampled from a fractional source box, not shifted by whole pixels."""
+    y0, x0, y1, x1 = box
+    scale = BOX / max(y1 - y0, x1 - x0)                 # frame px per working px
+    span = FRAME / scale                                # the frame's side in working px
+    pad = int(np.ceil(span))
+    big = np.pad(work, pad)
+    # Pixel i covers [i, i + 1): frame pixel 14's middle is at working position
+    # top + 14.5 / scale, and the working centre of mass (cy, cx) at cy + 0.5 + pad.
+    cy, cx = center_of_mass(work)
+    offset = pad + 0.5 - (FRAME / 2 + 0.5) / scale
+    top, left = cy + offset, cx + offset
+    frame = np.zeros((FRAME, FRAME), np.float32)
+    for _ in range(4):                                  # resampling moves the mass a little
+        # Keep the whole digit inside the frame (it is BOX px, the frame FRAME px).
+        top = float(np.clip(top, y1 + pad - span, y0 + pad))
+        left = float(np.clip(left, x1 + pad - span, x0 + pad))
+        frame = _resize(big, (FRAME, FRAME), (left, top, left + span, top + span))
+        fy, fx = center_of_mass(frame)
+        if max(abs(fy - FRAME / 2), abs(fx - FRAME / 2)) < 0.01:
+            break
+        top, left = top + (fy - FRAME / 2) / scale, left + (fx - FRAME / 2) / scale
+    peak = max(float(frame.max(initial=0)), 1e-6)
+    return np.round(frame / peak * 255).astype(np.uint8)
+
+
+def preprocess(image: np.ndarray | bytes, min_extent: float = 0.03,
+               name: str = "The file") -> Preprocessed:
+    """Any picture of a digit -> an MNIST-style 28×28 uint8 digit, keeping every step.
+
+    ``image`` is PNG/JPEG bytes or an array (the canvas' RGBA, a gray array, …).
+    ``min_extent`` is the smallest ink size, as a fraction of the picture's longer side,
+    still worth reading. Raises :class:`EmptyDrawing` (a friendly hint) when there is no
+    ink or only a dot, :class:`ImageRefused` for unusable files. A small drawing is read
+    but carries a ``hint`` to draw it larger.
+    """
+    gray = load_image(image, name) if isinstance(image, (bytes, bytearray)) \
+        else to_gray(image)
+    h, w = gray.shape
+    steps = [Step("Grayscale", _thumb(gray), f"{w}×{h} px")]
+    ink, inverted = _ink_on_black(gray)
     steps.append(Step("Inverted: white ink on black" if inverted else "Ink on black",
                       _thumb(ink), "light background, so inverted" if inverted
                       else "dark background, kept"))
 
-    mask = ink > 0.2
-    if not mask.any():
+    bbox = ink_box(ink)
+    if bbox is None:
         raise EmptyDrawing("Draw a digit: the picture holds no clear strokes.")
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    y0, x0, y1, x1 = bbox
     extent = max(y1 - y0, x1 - x0) / max(h, w)
     if extent < min_extent:
         raise EmptyDrawing("Draw a digit: that is only a dot. Draw it large, filling most "
                            "of the box.")
-    crop = ink[y0:y1, x0:x1]
-    steps.append(Step("Cropped to the ink", _thumb(crop), f"{x1 - x0}×{y1 - y0} px"))
+    steps.append(Step("Cropped to the ink", _thumb(ink[y0:y1, x0:x1]),
+                      f"{x1 - x0}×{y1 - y0} px"))
 
-    ch, cw = crop.shape
-    scale = BOX / max(ch, cw)
-    size = (max(1, min(BOX, round(cw * scale))), max(1, min(BOX, round(ch * scale))))
-    patch = _resize(crop, size)
-    if patch.max(initial=0) > 0:
-        patch = patch / patch.max()
-    steps.append(Step(f"Scaled to {BOX} px", _thumb(patch), f"{size[0]}×{size[1]} px, "
-                      "aspect ratio kept"))
+    working = _working(ink[y0:y1, x0:x1])
+    work, before = match_width(working, WORK_SCALE, WORK_SCALE * BOX)
+    box = ink_box(work) or (0, 0) + work.shape
+    wy0, wx0, wy1, wx1 = box
+    kept = work is working
+    after = before if kept else stroke_width(work) * BOX / max(wy1 - wy0, wx1 - wx0)
+    steps.append(Step("Stroke width like MNIST's", _thumb(work[wy0:wy1, wx0:wx1]),
+                      _stroke_note(before, after, kept)))
 
-    cy, cx = center_of_mass(patch)
-    ph, pw = patch.shape
-    centre = FRAME / 2
-    top = int(np.clip(round(centre - cy), 0, FRAME - ph))
-    left = int(np.clip(round(centre - cx), 0, FRAME - pw))
-    frame = np.zeros((FRAME, FRAME), np.float32)
-    frame[top:top + ph, left:left + pw] = patch
-    digit = np.round(frame * 255).astype(np.uint8)
+    scale = BOX / max(wy1 - wy0, wx1 - wx0)
+    size = (max(1, min(BOX, round((wx1 - wx0) * scale))),
+            max(1, min(BOX, round((wy1 - wy0) * scale))))
+    steps.append(Step(f"Scaled to {BOX} px", _thumb(_resize(work[wy0:wy1, wx0:wx1], size)),
+                      f"{size[0]}×{size[1]} px, aspect ratio kept"))
+
+    digit = _centred(work, box)
     com = center_of_mass(digit)
     steps.append(Step("Centred in 28×28", digit.copy(),
-                      f"centre of mass at ({com[1]:.1f}, {com[0]:.1f})"))
-    return Preprocessed(digit, steps, inverted, (y0, x0, y1, x1), com)
+                      f"centre of mass at ({com[1]:.2f}, {com[0]:.2f})"))
+    return Preprocessed(digit, steps, inverted, bbox, com, (before, after),
+                        small_drawing_hint(extent))
 
 
 def as_digit(image: np.ndarray) -> np.ndarray:
