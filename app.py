@@ -4,8 +4,7 @@ Every run goes through this file, a deep link on a freshly started server includ
 (pages/common.py explains how, since a folder named pages/ would otherwise bypass it)."""
 import streamlit as st
 
-from core.errors import LayerLabError
-from pages.common import device_label, init_session, mnist, show_error
+from pages.common import data_available, device_label, init_session, mnist
 from pages.guards import keep_caches_from_viewers
 from pages.workspace_ui import workspace_gate, workspace_sidebar
 
@@ -32,10 +31,10 @@ nav = st.navigation(PAGES)
 
 with st.sidebar:
     st.markdown("### 🔬 Layer Lab")
-    try:
+    if data_available():    # the kind of source only: never the server's path
         st.caption(f"**Data:** {mnist().describe()}")
-    except LayerLabError as err:        # a DataError: MNIST is missing or unreadable
-        show_error(err)
+    else:                   # the pages that need MNIST say why and offer "Try again"
+        st.caption("**Data:** MNIST is missing on this server.")
     st.caption(f"**Device:** {device_label()}")
     workspace_sidebar()
 
