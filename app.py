@@ -4,7 +4,8 @@ Every run goes through this file, a deep link on a freshly started server includ
 (pages/common.py explains how, since a folder named pages/ would otherwise bypass it)."""
 import streamlit as st
 
-from pages.common import data_available, device_label, init_session, mnist
+from core.errors import LayerLabError
+from pages.common import device_label, init_session, mnist, show_error
 from pages.guards import keep_caches_from_viewers
 from pages.workspace_ui import workspace_gate, workspace_sidebar
 
@@ -31,10 +32,10 @@ nav = st.navigation(PAGES)
 
 with st.sidebar:
     st.markdown("### 🔬 Layer Lab")
-    if data_available():    # the kind of source only: never the server's path
-        st.caption(f"**Data:** {mnist().describe()}")
-    else:                   # the pages that need MNIST say why and offer "Try again"
-        st.caption("**Data:** MNIST is missing on this server.")
+    try:
+        st.caption(f"**Data:** {mnist().describe()}")   # the kind of source, no path
+    except LayerLabError as err:        # a DataError: MNIST is missing or unreadable
+        show_error(err)
     st.caption(f"**Device:** {device_label()}")
     workspace_sidebar()
 
