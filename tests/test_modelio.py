@@ -146,3 +146,24 @@ def _wait_for(predicate, timeout=60.0):
     while not predicate():
         assert time.monotonic() < end, "timed out waiting"
         time.sleep(0.02)
+
+
+def test_the_models_page_polls_an_import_to_its_result(open_page, model):
+    """The page only polls the ImportJob (queue, progress, result); it never evaluates."""
+    import time
+
+    from core.modelio import ImportJob
+    from core.runs import RunStore
+    from core.training import Scheduler
+
+    job = ImportJob(model, SPEC, "polled", "ws3", RunStore(), scheduler=Scheduler(1))
+    at = open_page("models", run=False, state={"import_job": job.start()})
+    at.run()
+    assert not at.exception and at.button(key="import_go").disabled      # one at a time
+    end = time.monotonic() + 300
+    while not at.success and time.monotonic() < end:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    assert [s.value for s in at.success][0].startswith("Imported “polled”")
+    assert at.session_state.import_job is None
