@@ -33,7 +33,7 @@ nav = st.navigation(PAGES)
 with st.sidebar:
     st.markdown("### 🔬 Layer Lab")
     try:
-        st.caption(f"**Data:** {mnist().describe()}")
+        st.caption(f"**Data:** {mnist().describe()}")   # the kind of source, no path
     except LayerLabError as err:        # a DataError: MNIST is missing or unreadable
         show_error(err)
     st.caption(f"**Device:** {device_label()}")

@@ -23,6 +23,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import traceback
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -81,8 +82,11 @@ def _worker_loop(tasks: BinaryIO, events: BinaryIO) -> None:
                 continue
             emb = _fit(kind, key, feats, task[3], fitted, report)
             send(("done", np.asarray(emb, np.float32)))
-        except Exception as exc:  # noqa: BLE001 - sent back as a sentence
-            send(("error", f"The map could not be computed ({type(exc).__name__}: {exc})."))
+        except Exception:  # noqa: BLE001 - sent back as a sentence, the details logged
+            traceback.print_exc(file=sys.stderr)              # the parent's log
+            send(("error", "The map could not be computed because of an error on the "
+                           "server. Try fewer points or another method; the details are "
+                           "in the server's log."))
 
 
 def _serve() -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -176,7 +177,8 @@ class ImportStopped(LayerLabError):
 
 def evaluate_in_batches(model: Any, images: np.ndarray, labels: np.ndarray, *,
                         batch_size: int = IMPORT_BATCH,
-                        should_stop: Callable[[], bool] | None = None) -> Any:
+                        should_stop: Callable[[], bool] | None = None,
+                        progress: Callable[[float], None] | None = None) -> Any:
     """:func:`core.evaluation.evaluate` in steps of at most 500 uint8 images.
 
     Memory stays at one step's activations whatever the model; ``should_stop`` is asked
@@ -196,11 +198,14 @@ def evaluate_in_batches(model: Any, images: np.ndarray, labels: np.ndarray, *,
                                 "finished; nothing was saved.")
         chunk = to_float(images[start:start + batch_size])
         probs[start:start + len(chunk)] = batched_probabilities(model, chunk, batch_size)
+        if progress is not None:
+            progress((start + len(chunk)) / len(images))
     return evaluation_from_probabilities(probs, labels)
 
 
 def import_run(model: Any, spec: ModelSpec, name: str, workspace: str, store, *,
-               should_stop: Callable[[], bool] | None = None) -> Any:
+               should_stop: Callable[[], bool] | None = None,
+               progress: Callable[[float], None] | None = None) -> Any:
     """Evaluate an imported model on the test set (in small, stoppable steps) and keep it
     as a run of the workspace."""
     from core.build import build_model  # noqa: PLC0415
@@ -211,7 +216,8 @@ def import_run(model: Any, spec: ModelSpec, name: str, workspace: str, store, *,
     if model is not clean:
         clean.set_weights(model.get_weights())
     mnist = load_mnist()
-    ev = evaluate_in_batches(clean, mnist.x_test, mnist.y_test, should_stop=should_stop)
+    ev = evaluate_in_batches(clean, mnist.x_test, mnist.y_test, should_stop=should_stop,
+                             progress=progress)
     run = Run(id=new_run_id(), name=name[:48] or spec.name, spec=spec.to_dict(), recipe={},
               workspace=workspace, params=int(clean.count_params()), status="finished",
               message="Imported.", test_accuracy=ev.accuracy, test_loss=ev.loss,
@@ -220,3 +226,66 @@ def import_run(model: Any, spec: ModelSpec, name: str, workspace: str, store, *,
     store.save_model(run.id, clean)
     store.save_run(run)
     return run, clean
+
+
+class ImportJob:
+    """:func:`import_run` on a background thread, under the server's training scheduler
+    (it counts against ``LAYERLAB_MAX_RUNS`` and queues behind runs), so a heavy import
+    never runs in a page's thread nor beside more runs than the server allows.
+
+    A page starts it, then polls ``position`` (queue place, 0 once evaluating),
+    ``fraction`` and ``done``; ``result()`` gives ``(run, model)`` or raises the error.
+    """
+
+    def __init__(self, model: Any, spec: ModelSpec, name: str, workspace: str, store,
+                 scheduler: Any = None) -> None:
+        import uuid  # noqa: PLC0415
+
+        if scheduler is None:
+            from core.training import SCHEDULER as scheduler  # noqa: PLC0415,N811
+        self.id = f"import-{uuid.uuid4().hex[:12]}"
+        self.fraction = 0.0
+        self._args = (model, spec, name, workspace, store)
+        self._scheduler = scheduler
+        self._stop = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=self.id, daemon=True)
+
+    def start(self) -> "ImportJob":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Give up: leaves the queue, or stops before the next evaluation step."""
+        self._stop.set()
+
+    @property
+    def position(self) -> int | None:
+        return self._scheduler.position(self.id)
+
+    @property
+    def done(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _report(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def _work(self) -> None:
+        try:
+            if not self._scheduler.acquire(self.id, self._stop):
+                raise ImportStopped("The import was stopped while it waited for its turn; "
+                                    "nothing was saved.")
+            try:
+                self._result = import_run(*self._args, should_stop=self._stop.is_set,
+                                          progress=self._report)
+            finally:
+                self._scheduler.release(self.id)
+        except BaseException as exc:  # noqa: BLE001 - handed to the page's result()
+            self._error = exc

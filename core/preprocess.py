@@ -17,6 +17,7 @@ Pure NumPy + Pillow (+ SciPy for the strokes); no TensorFlow, no streamlit.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import struct
 import warnings
@@ -26,6 +27,8 @@ import numpy as np
 
 from core.errors import LayerLabError
 from core.strokes import BLOB_WIDTH, MNIST_RANGE, match_width, stroke_width
+
+log = logging.getLogger(__name__)
 
 FRAME = 28                 # MNIST frame side
 BOX = 20                   # the digit's longer side inside the frame
@@ -141,9 +144,9 @@ def load_image(data: bytes, name: str = "The file") -> np.ndarray:
         if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
             raise ImageRefused(f"{name} is cut off before the end (a truncated {kind}). "
                                f"Save the picture again and upload the whole file.") from None
-        raise ImageRefused(f"{name} looks like a {kind} but could not be decoded "
-                           f"({type(exc).__name__}); it is damaged. Save the picture again "
-                           f"and upload it.") from None
+        log.info("image %r could not be decoded: %r", name, exc)     # kept server-side
+        raise ImageRefused(f"{name} looks like a {kind} but could not be decoded; it is "
+                           f"damaged. Save the picture again and upload it.") from None
     return gray
 
 

@@ -50,7 +50,7 @@ def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
     except Exception as exc:  # a damaged or foreign file: Keras raises many kinds
         _log.warning("cannot load pretrained %s: %r", path, exc)
         raise StorageError(f"The pretrained weights {name}.keras could not be loaded "
-                           f"({type(exc).__name__}); they are damaged. Regenerate them with "
+                           f"because they are damaged. Regenerate them with "
                            f"`python -m core pretrain {name}`.") from None
 
 

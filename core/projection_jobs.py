@@ -20,15 +20,29 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import LayerLabError
 from core.projections import (Projection, ProjectionRequest, compute_projection,
                               fit_umap_map, load_projection, resolve)
 
 QUICK_PCA_POINTS = 10000     # a PCA of up to this many points takes about a second: no job
 
 
+SUPERSEDED = ("This map was not computed: a newer map requested from your workspace "
+              "replaced it. Ask for it again if you still want it.")
+
+
+class JobCancelled(LayerLabError):
+    """A job superseded by a newer request of every workspace that asked for it."""
+
+
 @dataclass
 class ProjectionJob:
-    """A projection (or a fitted map) being computed in the background."""
+    """A projection (or a fitted map) being computed in the background.
+
+    ``owners`` are the workspaces waiting for it (``None`` for a caller without one); a
+    job no owner wants any more is cancelled: dropped from the queue, or stopped at its
+    next progress report if it already runs (a t-SNE/UMAP child process is restarted).
+    """
 
     key: str
     kind: str                                   # "projection" | "fit"
@@ -36,9 +50,25 @@ class ProjectionJob:
     message: str = "Waiting for the previous map to finish"
     started: float = field(default_factory=time.perf_counter)
     future: Any = None
+    owners: set = field(default_factory=set)
+    began: float | None = None                  # when the worker took it up, if it did
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def report(self, fraction: float, message: str) -> None:
+        if self._cancel.is_set():               # stops the computation that reports
+            raise JobCancelled(SUPERSEDED)
         self.fraction, self.message = float(fraction), message
+
+    def cancel(self) -> None:
+        """Stop this job: drop it from the queue, or stop it at its next report."""
+        self._cancel.set()
+        self.message = "Cancelled: replaced by a newer request"
+        if self.future is not None:
+            self.future.cancel()                # only succeeds while it is still queued
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     @property
     def done(self) -> bool:
@@ -49,45 +79,79 @@ class ProjectionJob:
         return time.perf_counter() - self.started
 
     def result(self):
-        """The Projection/FittedMap; re-raises the job's error (a LayerLabError stays one)."""
+        """The Projection/FittedMap; re-raises the job's error (a LayerLabError stays one;
+        a cancelled job raises :class:`JobCancelled`)."""
+        if self.future.cancelled():
+            raise JobCancelled(SUPERSEDED)
         return self.future.result()
 
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerlab-projection")
 _jobs_lock = threading.Lock()
 _jobs: dict[tuple[str, str], ProjectionJob] = {}
+_current: dict[str, ProjectionJob] = {}        # workspace -> its one queued/running job
+
+
+def _forget(job: ProjectionJob) -> None:
+    """Take ``job`` out of the registries; call with ``_jobs_lock`` held."""
+    if _jobs.get((job.kind, job.key)) is job:
+        del _jobs[(job.kind, job.key)]
+    for owner in list(job.owners):
+        if _current.get(owner) is job:
+            del _current[owner]
+
+
+def _supersede(workspace: str | None, job: ProjectionJob) -> None:
+    """``workspace`` now waits for ``job`` only: its previous job loses it as an owner and
+    is cancelled when nobody else waits for it. Call with ``_jobs_lock`` held."""
+    job.owners.add(workspace)
+    if workspace is None:                      # no workspace: no quota, nothing replaced
+        return
+    previous = _current.get(workspace)
+    _current[workspace] = job
+    if previous is None or previous is job:
+        return
+    previous.owners.discard(workspace)
+    if not previous.owners:
+        _forget(previous)
+        previous.cancel()
 
 
 def submit(request: ProjectionRequest, images: np.ndarray, labels: np.ndarray,
-           model=None, kind: str = "projection",
-           cache_dir: Path | None = None) -> ProjectionJob:
+           model=None, kind: str = "projection", cache_dir: Path | None = None,
+           workspace: str | None = None) -> ProjectionJob:
     """Start (or join) the background computation of a map or of a fitted UMAP map.
 
-    Jobs run one at a time per process; asking again for a key that is still queued or
-    running returns that job instead of starting a second one. A finished job leaves the
-    registry at once: its map is in the disk cache, its fitted UMAP in
+    Jobs run one at a time per process, in the order they were asked for; asking again
+    for a key that is still queued or running returns that job instead of starting a
+    second one. Each ``workspace`` has at most one job: a new request replaces its
+    previous one, which is cancelled unless another workspace waits for it too, so one
+    student cannot queue maps ahead of everyone else. A finished job leaves the registry
+    at once: its map is in the disk cache, its fitted UMAP in
     :func:`core.projections.fitted_map`.
     """
     request, _, key = resolve(request, images, labels, model)
     with _jobs_lock:
         job = _jobs.get((kind, key))
         if job is not None:
+            _supersede(workspace, job)
             return job
         job = ProjectionJob(key, kind)
 
         def work():
-            job.started = time.perf_counter()
+            job.started = job.began = time.perf_counter()
             try:
+                job.report(0.0, "Starting")     # a job cancelled just now stops here
                 if kind == "fit":
                     return fit_umap_map(request, images, labels, model, job.report)
                 return compute_projection(request, images, labels, model, job.report,
                                           cache_dir)
             finally:
                 with _jobs_lock:
-                    if _jobs.get((kind, key)) is job:
-                        del _jobs[(kind, key)]
+                    _forget(job)
 
         _jobs[(kind, key)] = job
+        _supersede(workspace, job)
         job.future = _executor.submit(work)
         return job
 

@@ -281,5 +281,5 @@ class RunStore:
             return keras.models.load_model(path, safe_mode=True)
         except Exception as exc:  # a damaged zip, a truncated h5 ...
             log.warning("cannot load %s: %r", path, exc)
-            raise StorageError(f"The weights of run {run_id} could not be loaded "
-                               f"({type(exc).__name__}); they are damaged.") from None
+            raise StorageError(f"The weights of run {run_id} could not be loaded; they "
+                               f"are damaged.") from None

@@ -333,10 +333,12 @@ class TrainingJob:
             status, message = "failed", ("Training ran out of memory. Use a smaller batch "
                                          "size, fewer filters or fewer units.")
         except Exception as exc:  # reported to the UI as a sentence, never a traceback
-            _log.exception("run %s failed", self.run.id)
+            _log.error("run %s failed", self.run.id, exc_info=exc)   # details: log only
             status = "failed"
-            message = (f"Training failed: {type(exc).__name__}: {str(exc)[:300]}. "
-                       f"Try a smaller batch size or a simpler stack.")
+            message = (f"Training failed because of an error on the server (run "
+                       f"{self.run.id[-6:]}). Try a smaller batch size or a simpler stack; "
+                       f"if it happens again, tell whoever runs Layer Lab (the details are "
+                       f"in the server's log).")
         finally:
             if acquired:
                 self.scheduler.release(self.id)

@@ -171,10 +171,43 @@ def load_choice(key: str):
     return models[key]
 
 
+def data_available() -> bool:
+    """Whether MNIST can be used. Cheap after the first call: a failed download is not
+    tried again on each page view (see :func:`core.data.load_mnist`). Pages disable
+    what needs the data while this is False, and say why with :func:`show_data_problem`."""
+    from core.data import data_problem
+
+    return data_problem() is None
+
+
+def show_data_problem() -> None:
+    """Why MNIST is missing (a sentence, no path), with a button to try the download again."""
+    from core.data import data_problem, try_again
+
+    problem = data_problem()
+    if problem is None:
+        return
+    show_error(problem)
+    if st.button("Try again", key="data_try_again",
+                 help="Look for mnist.npz again and retry the download once."):
+        try_again()
+        st.rerun()
+
+
+def require_mnist():
+    """MNIST for a page that cannot work without it; else why (and "Try again"), and stop."""
+    if not data_available():
+        show_data_problem()
+        st.stop()
+    return mnist()
+
+
 def data_and_models():
-    """(MNIST, :func:`model_choices`) for a page; on a LayerLabError, its sentence and stop."""
+    """(MNIST, :func:`model_choices`) for a page; without MNIST, why (and "Try again"),
+    then stop; on another LayerLabError, its sentence and stop."""
+    data = require_mnist()
     try:
-        return mnist(), model_choices()
+        return data, model_choices()
     except LayerLabError as err:
         show_error(err)
         st.stop()

@@ -10,7 +10,7 @@ import streamlit as st
 from core.analysis import class_counts, class_gallery, intensity_histogram, mean_images
 from core.errors import LayerLabError
 from core.imaging import enlarge
-from pages.common import load_choice, mnist, model_choices, show_error
+from pages.common import load_choice, mnist, model_choices, require_mnist, show_error
 from pages.widgets import digit_grid
 
 
@@ -64,11 +64,7 @@ def predictions_of(content: str, _model) -> np.ndarray:
 
 
 st.title("🔢 Data")
-try:
-    data = mnist()
-except LayerLabError as err:
-    show_error(err)
-    st.stop()
+data = require_mnist()
 st.caption(data.describe())
 
 # -- counts -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from core.export import to_keras_script
-from core.modelio import (import_run, keras_upload_allowed, load_keras_upload,
+from core.modelio import (ImportJob, keras_upload_allowed, load_keras_upload,
                           model_from_spec_and_weights, spec_from_keras)
 from core.preprocess import MAX_FILE_MB
 from core.presets import PRESETS
@@ -90,19 +90,43 @@ else:
                                   max_upload_size=MAX_FILE_MB)
     ready = keras_file is not None
 import_name = st.text_input("Name", "imported", key="import_name", max_chars=48)
-if st.button("Import", key="import_go", disabled=not ready):
+@st.fragment(run_every=1.0)
+def import_progress() -> None:
+    """The session's import, evaluated under the server's scheduler: queue place, then
+    progress, then its result (polled here, never evaluated in the page's thread)."""
+    job = st.session_state.get("import_job")
+    if job is None:
+        return
+    if not job.done:
+        where = job.position
+        st.progress(job.fraction, text=(f"Waiting for a free training slot (place {where})"
+                                         if where else "Evaluating on 10,000 test images…"))
+        if st.button("Stop the import", key="import_stop"):
+            job.stop()
+        return
+    st.session_state.import_job = None
     try:
-        with st.spinner("Checking the model and evaluating it on 10,000 test images…"):
+        run, model = job.result()
+    except Exception as err:  # LayerLabError sentences; anything else explained too
+        show_error(err)
+        return
+    st.session_state.session_models[run.id] = model
+    st.success(f"Imported “{run.name}”: {run.params:,} parameters, test accuracy "
+               f"{run.test_accuracy:.2%}.")
+
+
+busy = st.session_state.get("import_job") is not None
+if st.button("Import", key="import_go", disabled=not ready or busy):
+    try:
+        with st.spinner("Checking the model…"):
             if kind == kinds[0]:
                 spec, model = model_from_spec_and_weights(spec_file.getvalue(),
                                                           weights_file.getvalue())
             else:
                 model = load_keras_upload(keras_file.getvalue())
                 spec = spec_from_keras(model, import_name)
-            run, model = import_run(model, spec, import_name, st.session_state.workspace,
-                                    store())
-        st.session_state.session_models[run.id] = model
-        st.success(f"Imported “{run.name}”: {run.params:,} parameters, test accuracy "
-                   f"{run.test_accuracy:.2%}.")
+        st.session_state.import_job = ImportJob(model, spec, import_name,
+                                                st.session_state.workspace, store()).start()
     except Exception as err:  # LayerLabError sentences; anything else explained too
         show_error(err)
+import_progress()

@@ -172,7 +172,8 @@ if proj is None:
                 f"60,000 training images a few minutes; maps are kept on disk afterwards.")
         if st.button(f"Compute the {method_label} map", key="proj_compute", type="primary"):
             try:
-                st.session_state["proj_job"] = submit(request, images, labels, model)
+                st.session_state["proj_job"] = submit(request, images, labels, model,
+                                                      workspace=st.session_state.workspace)
             except LayerLabError as err:
                 show_error(err)
                 st.stop()
@@ -228,7 +229,8 @@ if method == "umap":
             watch(fit_job, "Fitting the map again to place your digit")
         elif st.button("📍 Place my drawn digit on this map", key="proj_place"):
             st.session_state["proj_fit_job"] = submit(request, images, labels, model,
-                                                      kind="fit")
+                                                      kind="fit",
+                                                      workspace=st.session_state.workspace)
             st.rerun()
 
 # -- chart ------------------------------------------------------------------------------------

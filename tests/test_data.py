@@ -47,28 +47,132 @@ def test_corrupt_and_wrong_files(tmp_path, monkeypatch):
         data.find_mnist()
 
 
-def test_keras_cache_then_download(tmp_path, monkeypatch, mnist):
-    """Without MNIST_NPZ the loader tries ~/.keras, then Keras' download."""
-    monkeypatch.delenv("MNIST_NPZ")
-    monkeypatch.setattr(data, "KERAS_CACHE", tmp_path / "cache" / "mnist.npz")
-    calls = []
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No MNIST on this 'server': HOME is an empty folder, MNIST_NPZ unset, and the
+    download address refuses connections (a real socket failure, nothing mocked)."""
+    monkeypatch.delenv("MNIST_NPZ", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(data, "MNIST_URL", "http://127.0.0.1:1/mnist.npz")
+    data.try_again()
+    yield tmp_path / "home" / ".keras" / "datasets" / "mnist.npz"
+    data.try_again()
 
-    import keras
 
-    def fake_download():
-        calls.append(1)
-        raise OSError("no network")
+def _attempts(caplog) -> int:
+    return sum("downloading" in r.getMessage() for r in caplog.records)
 
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", fake_download)
+
+def test_keras_cache_then_download(offline, caplog, mnist):
+    """Without MNIST_NPZ the loader tries ~/.keras, then the download."""
+    caplog.set_level("INFO", logger="core.data")
     with pytest.raises(DataError, match="could not download") as err:
         data.find_mnist()
-    assert calls == [1] and "MNIST_NPZ" in str(err.value)
-    (tmp_path / "cache").mkdir()
+    assert _attempts(caplog) == 1 and "MNIST_NPZ" in str(err.value)
+    offline.parent.mkdir(parents=True)
     import shutil
 
-    shutil.copy(mnist.source, tmp_path / "cache" / "mnist.npz")
+    shutil.copy(mnist.source, offline)
     got = data.find_mnist()
-    assert got.source.endswith("cache/mnist.npz") and calls == [1]
+    assert got.source.endswith("datasets/mnist.npz") and _attempts(caplog) == 1
+    assert got.kind == "cache" and "Keras' cache" in got.describe()
+
+
+def test_offline_download_is_tried_once_per_process(offline, caplog, monkeypatch):
+    caplog.set_level("INFO", logger="core.data")
+    messages = set()
+    for _ in range(5):                                   # five page views
+        with pytest.raises(DataError) as err:
+            data.find_mnist()
+        messages.add(str(err.value))
+    assert _attempts(caplog) == 1 and len(messages) == 1
+    text = messages.pop()
+    assert "no network connection" in text and "MNIST_NPZ" in text
+    assert "~/.keras/datasets" in text and "Exception" not in text
+    assert str(offline.parent.parent.parent) not in text        # no server path
+    monkeypatch.setattr(data, "_cached", None)          # this process has no MNIST yet
+    assert str(data.data_problem()) == text and _attempts(caplog) == 1
+    data.try_again()                                     # the page's "Try again"
+    with pytest.raises(DataError):
+        data.find_mnist()
+    assert _attempts(caplog) == 2
+
+
+class _Server:
+    """A local HTTP server that answers every GET with ``body`` and counts the GETs."""
+
+    def __init__(self, body: bytes):
+        import http.server
+        import threading
+
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server name
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/mnist.npz"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_corrupt_download_is_named_and_not_kept(offline, monkeypatch):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x_train.npy", b"not an array")
+    server = _Server(buf.getvalue())
+    try:
+        monkeypatch.setattr(data, "MNIST_URL", server.url)
+        for _ in range(3):
+            with pytest.raises(DataError, match="the downloaded file is corrupt"):
+                data.find_mnist()
+        assert len(server.hits) == 1 and not offline.exists()
+    finally:
+        server.close()
+
+
+def test_a_download_lands_in_keras_cache(offline, monkeypatch, mnist):
+    from pathlib import Path
+
+    server = _Server(Path(mnist.source).read_bytes())
+    try:
+        monkeypatch.setattr(data, "MNIST_URL", server.url)
+        got = data.find_mnist()
+        assert got.kind == "download" and got.x_train.shape == (60000, 28, 28)
+        assert offline.is_file() and data.find_mnist().kind == "cache"
+        assert len(server.hits) == 1
+    finally:
+        server.close()
+
+
+def test_a_silent_server_times_out_quickly(offline, monkeypatch):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)                        # accepts the connection, never answers
+    try:
+        monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(data, "MNIST_URL",
+                            f"http://127.0.0.1:{listener.getsockname()[1]}/mnist.npz")
+        with pytest.raises(DataError, match="the download timed out"):
+            data.find_mnist()
+    finally:
+        listener.close()
 
 
 def test_to_float():

@@ -108,3 +108,62 @@ def test_a_stopped_import_saves_nothing_and_a_finished_one_is_a_run(model):
     run, _ = import_run(model, SPEC, "mine", "ws1", store)
     assert [r.id for r in store.list_runs("ws1")] == [run.id]
     assert run.source == "imported" and 0.0 <= run.test_accuracy <= 1.0
+
+
+def test_an_import_waits_its_turn_in_the_training_scheduler(model):
+    """Issue 12 §1: imports are evaluated off the page's thread, under the scheduler's
+    cap: with the only slot taken, the import queues (nothing evaluated), then runs."""
+    import threading
+
+    from core.modelio import ImportJob
+    from core.runs import RunStore
+    from core.training import Scheduler
+
+    scheduler, store = Scheduler(1), RunStore()
+    assert scheduler.acquire("a-run", threading.Event())
+    job = ImportJob(model, SPEC, "queued", "ws2", store, scheduler=scheduler).start()
+    _wait_for(lambda: job.position == 1)
+    assert job.fraction == 0.0 and not job.done and store.list_runs("ws2") == []
+    scheduler.release("a-run")
+    run, _ = job.result(timeout=300)
+    assert job.done and job.fraction == 1.0 and job.position is None
+    assert [r.id for r in store.list_runs("ws2")] == [run.id] and scheduler.active == 0
+    waiting = ImportJob(model, SPEC, "given up", "ws2", store, scheduler=scheduler)
+    assert scheduler.acquire("b-run", threading.Event())
+    waiting.start()
+    _wait_for(lambda: waiting.position == 1)
+    waiting.stop()
+    with pytest.raises(ImportStopped, match="nothing was saved"):
+        waiting.result(timeout=60)
+    assert len(store.list_runs("ws2")) == 1
+    scheduler.release("b-run")
+
+
+def _wait_for(predicate, timeout=60.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_the_models_page_polls_an_import_to_its_result(open_page, model):
+    """The page only polls the ImportJob (queue, progress, result); it never evaluates."""
+    import time
+
+    from core.modelio import ImportJob
+    from core.runs import RunStore
+    from core.training import Scheduler
+
+    job = ImportJob(model, SPEC, "polled", "ws3", RunStore(), scheduler=Scheduler(1))
+    at = open_page("models", run=False, state={"import_job": job.start()})
+    at.run()
+    assert not at.exception and at.button(key="import_go").disabled      # one at a time
+    end = time.monotonic() + 300
+    while not at.success and time.monotonic() < end:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    assert [s.value for s in at.success][0].startswith("Imported “polled”")
+    assert at.session_state.import_job is None

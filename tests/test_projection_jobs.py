@@ -51,3 +51,58 @@ def test_the_page_plan_follows_the_cache_and_the_sessions_job(mnist, tmp_path):
     plan = jobs.plan_map(request, key, running, cache_dir=tmp_path)
     assert plan.action == "show" and plan.projection.from_cache
     assert (plan.projection.embedding == proj.embedding).all()
+
+
+def _wait(predicate, timeout=120.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_one_job_per_workspace_and_a_fair_turn_for_another(mnist, tmp_path):
+    """Six maps from workspace A, then one from B: A's first five are cancelled (the
+    running one stopped mid-way, the queued ones never started), B runs right after A's
+    newest instead of behind all six."""
+    from core.workspace import new_workspace_id
+
+    a, b = new_workspace_id(), new_workspace_id()
+    x, y = mnist.x_test, mnist.y_test
+    first = jobs.submit(pj.ProjectionRequest("tsne", n_points=N, seed=100), x, y,
+                        cache_dir=tmp_path, workspace=a)
+    _wait(lambda: first.fraction > 0.12)            # t-SNE running in the child process
+    mine = [first] + [jobs.submit(pj.ProjectionRequest("tsne", n_points=N, seed=100 + i),
+                                  x, y, cache_dir=tmp_path, workspace=a)
+                      for i in range(1, 6)]
+    theirs = jobs.submit(pj.ProjectionRequest("pca", n_points=N, seed=5), x, y,
+                         cache_dir=tmp_path, workspace=b)
+    assert theirs.result().embedding.shape == (N, 2)
+    newest = mine[-1]
+    assert newest.result().embedding.shape == (N, 2)
+    for job in mine[:-1]:
+        with pytest.raises(jobs.JobCancelled, match="replaced it"):
+            job.result()
+        assert job.cancelled and pj.load_projection(job.key, tmp_path) is None
+    assert all(job.began is None for job in mine[1:-1])     # dropped before they started
+    assert first.began < newest.began < theirs.began
+    assert first.fraction < 1.0                             # stopped, not finished
+
+
+def test_a_job_another_workspace_waits_for_is_not_cancelled(mnist, tmp_path):
+    from core.workspace import new_workspace_id
+
+    a, b, c = new_workspace_id(), new_workspace_id(), new_workspace_id()
+    x, y = mnist.x_test, mnist.y_test
+    blocker = jobs.submit(pj.ProjectionRequest("tsne", n_points=N, seed=200), x, y,
+                          cache_dir=tmp_path, workspace=c)        # keeps the queue busy
+    shared = pj.ProjectionRequest("pca", n_points=N, seed=201)
+    job_a = jobs.submit(shared, x, y, cache_dir=tmp_path, workspace=a)
+    job_b = jobs.submit(shared, x, y, cache_dir=tmp_path, workspace=b)
+    assert job_b is job_a and job_a.owners == {a, b}
+    other = jobs.submit(pj.ProjectionRequest("pca", n_points=N, seed=202), x, y,
+                        cache_dir=tmp_path, workspace=a)           # A moves on
+    assert not job_a.cancelled and job_a.owners == {b}
+    assert job_a.result().embedding.shape == (N, 2)
+    assert other.result().embedding.shape == (N, 2) and blocker.result() is not None

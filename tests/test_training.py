@@ -119,16 +119,24 @@ def test_resume_continues_curves(small_data, tmp_path):
     assert job3.run.epochs_done == 4
 
 
-def test_worker_errors_reach_the_ui_as_sentences(small_data, monkeypatch):
+def test_worker_errors_reach_the_ui_as_sentences(small_data, monkeypatch, caplog):
     import core.build
 
     def boom(*a, **k):
         raise RuntimeError("simulated failure")
 
     monkeypatch.setattr(core.build, "build_model", boom)
-    events = run_to_end(TrainingJob(TINY, Recipe(epochs=1), data=small_data))
+    job = TrainingJob(TINY, Recipe(epochs=1), data=small_data)
+    with caplog.at_level("ERROR", logger="core.training"):
+        events = run_to_end(job)
     assert events[-1]["status"] == "failed"
-    assert "Training failed: RuntimeError: simulated failure" in events[-1]["message"]
+    message = events[-1]["message"]
+    assert message.startswith("Training failed because of an error on the server")
+    assert job.run.id[-6:] in message and message.endswith(".")
+    assert "RuntimeError" not in message and "simulated failure" not in message
+    logged = [r for r in caplog.records if job.run.id in r.getMessage()]
+    assert logged and logged[0].exc_info[0] is RuntimeError
+    assert "simulated failure" in str(logged[0].exc_info[1])
 
 
 def test_invalid_inputs_refused_before_thread():
