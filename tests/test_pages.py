@@ -284,3 +284,15 @@ def test_home_figures_come_from_the_presets_and_records(open_page):
     fast = pretrained.load_record("fast_cnn")
     assert re.findall(PERCENT, text) == [f"{fast.test_accuracy:.2%}"], text
     assert "seed" not in text.lower()
+
+
+def test_data_page_counts_are_computed_separated_and_pluralised(open_page):
+    at = open_page("data", timeout=TIMEOUT)
+    assert not at.exception
+    assert any(c.value == "The classes are close to balanced: from 5,421 fives to 6,742 ones "
+               "in training." for c in at.caption)
+    columns = at.dataframe[0].proto.columns
+    assert columns.count('"localized"') == 2, columns             # train and test counts
+    models = at.multiselect(key="data_models")
+    models.set_value(models.value[:1]).run()
+    assert at.button(key="data_hardest").label == "Find them (1 model)"
