@@ -47,19 +47,26 @@ if not pinned:
 def figures(key: str) -> dict:
     run = runs[key]
     _, t = summarize(ModelSpec.from_dict(run.spec))
-    return {"run": label(key), "test accuracy": run.test_accuracy, "params": t.params,
-            "MACs": t.macs, "fp32 size": human_bytes(t.weight_bytes["fp32"]),
-            "training time (s)": round(run.wall_time_s, 1), "device": run.device,
-            "epochs": run.epochs_done}
+    return {"run": label(key), "name": run.name, "test accuracy": run.test_accuracy,
+            "params": t.params, "MACs": t.macs, "fp32": human_bytes(t.weight_bytes["fp32"]),
+            "time (s)": round(run.wall_time_s, 1), "epochs": run.epochs_done,
+            "device": run.device}
 
 
+# Short headers, with the long names as help, so every column fits at 1024 px.
 table = pd.DataFrame([figures(k) for k in pinned])
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"run": st.column_config.TextColumn(width="medium"),
-                            "test accuracy": st.column_config.NumberColumn(format="percent"),
-                            "params": st.column_config.NumberColumn(format="localized"),
-                            "MACs": st.column_config.NumberColumn(format="localized"),
-                            "epochs": st.column_config.NumberColumn(format="localized")})
+devices = sorted(set(table.pop("device")))
+table = table.drop(columns="name")
+number = st.column_config.NumberColumn
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "run": st.column_config.TextColumn(width="medium"),
+    "test accuracy": number("accuracy", format="percent", help="Test accuracy"),
+    "params": number(format="localized", help="Parameters"),
+    "MACs": number(format="localized", help="Multiply-accumulates per image"),
+    "fp32": st.column_config.TextColumn(help="Size of the weights as 32-bit floats"),
+    "time (s)": number(format="%,.1f", help="Training time in seconds"),
+    "epochs": number(format="localized", help="Epochs trained")})
+st.caption("Trained on " + " and ".join(devices) + ".")
 
 # -- curves ----------------------------------------------------------------------------
 st.subheader("Training curves")
@@ -76,7 +83,7 @@ if rows:
         x=alt.X("epoch:Q", title="epoch"),
         y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False)),
         color=alt.Color("run:N", title="run",
-                        legend=alt.Legend(orient="bottom", columns=3, labelLimit=0)),
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
         tooltip=["run", "epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
     st.altair_chart(chart.properties(height=300).interactive(), width="stretch",
                     key="compare_curves")
@@ -93,7 +100,7 @@ def difference(pinned: list[str]) -> None:
     ra, rb = runs[a], runs[b]
     if a == b:
         st.caption("Run A and Run B are the same run: pick another for either.")
-    marks = {"same": "", "changed": "≠", "added": "+ B", "removed": "− A"}
+    marks = {"same": "", "changed": "≠", "added": "B only", "removed": "A only"}
     # st.table wraps long layer lines where a dataframe would cut them off
     st.table(pd.DataFrame([{"": marks[s], "A: " + label(a): l, "B: " + label(b): r}
                            for s, l, r in diff_specs(ra.spec, rb.spec)]))
@@ -125,11 +132,17 @@ y = alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=Fal
 base = alt.Chart(allf).encode(x=x, y=y)
 points = base.mark_circle(size=90).encode(
     color=alt.Color("frontier:N", title=None,
-                    scale=alt.Scale(domain=["on the frontier", "behind the frontier"]),
+                    scale=alt.Scale(domain=["on the frontier", "behind the frontier"],
+                                    range=["#1f77b4", "#a0a0a0"]),
                     legend=alt.Legend(orient="bottom", labelLimit=0)),
     tooltip=["run", alt.Tooltip("params:Q", format=","),
              alt.Tooltip("test accuracy:Q", format=".2%"), "frontier"])
-names = base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="run:N")
+# Each point named; the largest run's name goes to its left so it stays inside the chart.
+largest = alt.datum.params == int(allf["params"].max())
+names = (base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="name:N")
+         .transform_filter(~largest)
+         + base.mark_text(align="right", dx=-7, dy=-7, fontSize=11).encode(text="name:N")
+         .transform_filter(largest))
 line = alt.Chart(allf[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
 st.altair_chart((points + names + line).properties(height=360), width="stretch",
                 key="compare_frontier")
