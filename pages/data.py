@@ -114,7 +114,7 @@ st.caption("Each picture is the pixel-wise mean of every image of that class: bl
 # -- gallery ------------------------------------------------------------------------------
 st.subheader("Random images per class")
 st.session_state.setdefault("data_seed", 0)
-c = st.columns([2, 1, 3])
+c = st.columns([3, 2, 2], vertical_alignment="bottom")
 per_class = c[0].slider("Images per class", 4, 16, 10, key="data_per_class")
 if c[1].button("🔀 Reshuffle", key="data_shuffle"):
     st.session_state.data_seed += 1

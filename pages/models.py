@@ -31,7 +31,8 @@ if name in pretrained.available():     # the figure comes from the shipped recor
 st.markdown(f"*{preset.spec.description}*{shipped}")
 
 rows, t = summarize(preset.spec, batch_size=batch)
-m = st.columns(6)
+# Two rows of three so every figure is shown whole at 1024 px
+m = [*st.columns(3), *st.columns(3)]
 m[0].metric("Parameters", f"{t.params:,}")
 m[1].metric("Trainable", f"{t.trainable:,}")
 m[2].metric("Non-trainable", f"{t.non_trainable:,}",
@@ -39,7 +40,7 @@ m[2].metric("Non-trainable", f"{t.non_trainable:,}",
 m[3].metric("Weights (fp32)", human_bytes(t.weight_bytes["fp32"]),
             help=f"fp16 {human_bytes(t.weight_bytes['fp16'])}, "
                  f"int8 {human_bytes(t.weight_bytes['int8'])}")
-m[4].metric("MACs / image", human_count(t.macs), help=f"{t.macs:,} multiply-accumulates")
+m[4].metric("MACs per image", human_count(t.macs), help=f"{t.macs:,} multiply-accumulates")
 m[5].metric("Adam state", human_bytes(t.adam_training_bytes),
             help="weights + gradients + two Adam moments, 4 bytes each")
 

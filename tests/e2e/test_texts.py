@@ -10,18 +10,20 @@ from bench._browser import open_app, wait_idle
 
 pytestmark = pytest.mark.browser
 PAGES = [("Layer Lab", ""), ("Models", "models"), ("Compare", "compare"), ("Data", "data")]
-# Any HTML element in the main area whose own text is wider than its box (cut off, with or
-# without an ellipsis), and any chart text (Vega's SVG) that Vega shortened with "…" or
+# Any HTML element in the main area whose own text is wider than its box, or that cuts its
+# text with an ellipsis (a metric's value, a widget label), and any chart text (Vega's SVG) that Vega shortened with "…" or
 # that runs past the right edge of its chart (a legend wider than the chart is clipped);
 # Vega hides axis labels that would overlap (opacity 0): those are not shown, so not cut.
 OVERFLOWING = """() => [...document.querySelectorAll('[data-testid=stMain] *')]
-  .filter(el => [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+  .filter(el => el.textContent.trim())
   .filter(el => el instanceof SVGElement
-          ? el.getAttribute('opacity') !== '0' && getComputedStyle(el).opacity !== '0'
+          ? el.tagName === 'text' && el.getAttribute('opacity') !== '0' && getComputedStyle(el).opacity !== '0'
             && (el.textContent.includes('…') || el.getBoundingClientRect().right
                 > el.closest('svg').parentElement.getBoundingClientRect().right + 1)
           : el.scrollWidth > el.clientWidth + 1 && el.tagName !== 'CODE'
-            && !['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
+            && !['auto', 'scroll'].includes(getComputedStyle(el).overflowX)
+            && ([...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())
+                || getComputedStyle(el).textOverflow === 'ellipsis'))
   .map(el => (el.dataset?.testid || el.tagName) + ': ' + el.textContent.trim().slice(0, 50))"""
 
 
