@@ -9,7 +9,8 @@ from playwright.sync_api import expect
 from bench._browser import open_app, wait_idle
 
 pytestmark = pytest.mark.browser
-PAGES = [("Layer Lab", ""), ("Models", "models"), ("Compare", "compare"), ("Data", "data")]
+PAGES = [("Layer Lab", ""), ("Models", "models"), ("Compare", "compare"), ("Data", "data"),
+         ("Builder", "builder"), ("Parameter-budget challenge", "challenge")]
 # Any HTML element in the main area whose own text is wider than its box, or that cuts its
 # text with an ellipsis (a metric's value, a widget label), and any chart text (Vega's SVG) that Vega shortened with "…" or
 # that runs past the right edge of its chart (a legend wider than the chart is clipped);
