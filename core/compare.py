@@ -6,6 +6,12 @@ from typing import Any
 
 from core.spec import ModelSpec, infer_shapes
 
+MNIST_TRAIN = 60_000
+# Recipe settings under the names the Train page gives them.
+RECIPE_NAMES = {"train_subset": "training images", "validation_split": "validation split",
+                "learning_rate": "learning rate", "batch_size": "batch size",
+                "mixed_precision": "mixed precision"}
+
 
 def _shown(key: str, value: Any) -> bool:
     """Leave out unset options and the usual use_bias=True."""
@@ -66,3 +72,51 @@ def diff_recipes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, A
     """
     keys = list(dict.fromkeys(list(a) + list(b)))
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+
+
+def display_value(key: str, value: Any) -> str:
+    """A recipe value as a person reads it (``None`` training images means all of them).
+
+    >>> display_value("train_subset", None), display_value("train_subset", 5000)
+    ('all 60,000', '5,000')
+    >>> display_value("augment", True), display_value("learning_rate", 0.001)
+    ('on', '0.001')
+    >>> display_value("validation_split", 0.1), display_value("schedule", "one_cycle")
+    ('10%', 'one_cycle')
+    """
+    if key == "train_subset" and value is None:
+        return f"all {MNIST_TRAIN:,}"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if key == "validation_split" and isinstance(value, (int, float)):
+        return f"{value:.0%}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "—" if value is None else str(value)
+
+
+def recipe_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Each differing recipe setting as ``"name: value in a → value in b"``, for display.
+
+    >>> recipe_changes({"train_subset": None, "epochs": 3}, {"train_subset": 5000, "epochs": 3})
+    ['training images: all 60,000 → 5,000']
+    """
+    return [f"{RECIPE_NAMES.get(k, k)}: {display_value(k, va)} → {display_value(k, vb)}"
+            for k, va, vb in diff_recipes(a, b)]
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """An exponential moving average of a curve (TensorBoard's smoothing): ``weight`` 0
+    leaves it as it is, near 1 flattens it. The first value is kept.
+
+    >>> smooth([0.0, 1.0, 1.0], 0.5)
+    [0.0, 0.5, 0.75]
+    >>> smooth([3.0, 1.0], 0.0)
+    [3.0, 1.0]
+    """
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else weight * out[-1] + (1 - weight) * v)
+    return out

@@ -135,8 +135,8 @@ for i, layer in enumerate(S.builder_layers):
                        disabled=i == 0, help="Move up")
         head[2].button("↓", key=f"b_{uid}_down", on_click=move, args=(i, 1),
                        disabled=i == len(S.builder_layers) - 1, help="Move down")
-        head[3].button("Copy", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
-                       help="Duplicate")
+        head[3].button("⧉", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
+                       help="Duplicate this layer")
         head[4].button("✕", key=f"b_{uid}_del", on_click=remove, args=(i,), help="Remove")
         layer_widgets(layer)
         slots.append(st.empty())
@@ -170,7 +170,7 @@ else:
     _, start_totals = summarize(S.builder_start) if check_spec(S.builder_start) is None \
         else (None, None)
     change = totals.params - start_totals.params if start_totals else 0
-    m = st.columns(5)
+    m = [*st.columns(3), *st.columns(3)]      # two rows: every figure whole at 1024 px
     m[0].metric("Parameters", f"{totals.params:,}",
                 delta=(f"{change:+,}" if change else "±0") if start_totals else None,
                 delta_color="inverse" if change else "off",   # no change is neutral

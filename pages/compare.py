@@ -7,100 +7,143 @@ import streamlit as st
 
 from core import pretrained
 from core.analysis import confusion_difference
-from core.compare import diff_recipes, diff_specs
+from core.compare import diff_specs, recipe_changes, smooth
 from core.runs import Run
 from core.spec import ModelSpec
 from core.stats import human_bytes, summarize
-from pages.common import pretrained_label, pretrained_record, run_label, session_runs
+from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record, run_label,
+                          session_runs)
 from pages.widgets import confusion_chart
 
 st.title("⚖️ Compare")
 
+# Every selection below holds run keys ("pretrained:NAME" or a run id), shown through
+# ``label``: a renamed label never loses a pinned run, and Run A/B default to two runs.
 runs: dict[str, Run] = {}
+labels: dict[str, str] = {}
 for name in pretrained.available():
-    runs[pretrained_label(name)] = Run.from_dict(pretrained_record(name))
+    runs[PRETRAINED_PREFIX + name] = Run.from_dict(pretrained_record(name))
+    labels[PRETRAINED_PREFIX + name] = pretrained_label(name)
 for run in session_runs():
     if run.test_accuracy is not None:
-        runs[run_label(run)] = run
+        runs[run.id], labels[run.id] = run, run_label(run)
 if not runs:
     st.info("Nothing to compare yet: train a run on the Train page.")
     st.stop()
 
-labels = list(runs)
-pinned = st.multiselect("Pinned runs", labels, default=labels[: min(3, len(labels))],
-                        key="compare_pinned")
+
+def label(key: str) -> str:
+    return labels.get(key, key)
+
+
+keys = list(runs)
+pinned = st.multiselect("Pinned runs", keys, default=keys[: min(3, len(keys))],
+                        format_func=label, key="compare_pinned")
 if not pinned:
     st.info("Pin at least one run.")
     st.stop()
 
 
-def figures(label: str) -> dict:
-    run = runs[label]
+def figures(key: str) -> dict:
+    run = runs[key]
     _, t = summarize(ModelSpec.from_dict(run.spec))
-    return {"run": label, "test accuracy": run.test_accuracy, "params": t.params,
-            "MACs": t.macs, "fp32 size": human_bytes(t.weight_bytes["fp32"]),
-            "training time (s)": round(run.wall_time_s, 1), "device": run.device,
-            "epochs": run.epochs_done}
+    return {"run": label(key), "name": run.name, "test accuracy": run.test_accuracy,
+            "params": t.params, "MACs": t.macs, "fp32": human_bytes(t.weight_bytes["fp32"]),
+            "time (s)": round(run.wall_time_s, 1), "epochs": run.epochs_done,
+            "device": run.device}
 
 
-table = pd.DataFrame([figures(l) for l in pinned])
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
-                            "params": st.column_config.NumberColumn(format="localized"),
-                            "MACs": st.column_config.NumberColumn(format="localized")})
+# Short headers, with the long names as help, so every column fits at 1024 px.
+table = pd.DataFrame([figures(k) for k in pinned])
+devices = sorted(set(table.pop("device")))
+table = table.drop(columns="name")
+number = st.column_config.NumberColumn
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "run": st.column_config.TextColumn(width="medium"),
+    "test accuracy": number("accuracy", format="percent", help="Test accuracy"),
+    "params": number(format="localized", help="Parameters"),
+    "MACs": number(format="localized", help="Multiply-accumulates per image"),
+    "fp32": st.column_config.TextColumn(help="Size of the weights as 32-bit floats"),
+    "time (s)": number(format="%,.1f", help="Training time in seconds"),
+    "epochs": number(format="localized", help="Epochs trained")})
+st.caption("Trained on " + " and ".join(devices) + ".")
 
 # -- curves ----------------------------------------------------------------------------
 st.subheader("Training curves")
-metric = st.radio("Curve", ["val_accuracy", "accuracy", "val_loss", "loss"], horizontal=True,
-                  key="compare_metric")
-rows = [{"run": l, "epoch": e, metric: v} for l in pinned
-        for e, v in zip(runs[l].history.get("epoch", []), runs[l].history.get(metric, []))]
+c = st.columns([3, 2])
+metric = c[0].radio("Curve", ["val_accuracy", "accuracy", "val_loss", "loss"],
+                    horizontal=True, key="compare_metric")
+weight = c[1].slider("Smoothing", 0.0, 0.9, 0.0, 0.1, key="compare_smooth",
+                     help="An exponential moving average over epochs (0 = the raw curve).")
+rows = [{"run": label(k), "epoch": e, metric: v} for k in pinned
+        for e, v in zip(runs[k].history.get("epoch", []),
+                        smooth(runs[k].history.get(metric, []), weight))]
 if rows:
     chart = alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch"),
         y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False)),
-        color=alt.Color("run:N", title="run", legend=alt.Legend(orient="bottom")),
+        color=alt.Color("run:N", title="run",
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
         tooltip=["run", "epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
-    st.altair_chart(chart.properties(height=300), width="stretch")
+    st.altair_chart(chart.properties(height=300).interactive(), width="stretch",
+                    key="compare_curves")
+    st.caption("Scroll on the chart to zoom, drag to pan, double-click to see it all again.")
 else:
     st.caption(f"No {metric} recorded for these runs (validation split 0?).")
 
 # -- diff of two runs ------------------------------------------------------------------------
-st.subheader("What differs between two runs")
-c = st.columns(2)
-a = c[0].selectbox("Run A", pinned, key="compare_a")
-b = c[1].selectbox("Run B", pinned, index=min(1, len(pinned) - 1), key="compare_b")
-ra, rb = runs[a], runs[b]
-layer_rows = diff_specs(ra.spec, rb.spec)
-marks = {"same": "", "changed": "≠", "added": "+ B", "removed": "− A"}
-st.dataframe(pd.DataFrame([{"": marks[s], "A: " + a: l, "B: " + b: r}
-                           for s, l, r in layer_rows]), hide_index=True, width="stretch")
-rdiff = diff_recipes(ra.recipe, rb.recipe)
-if rdiff:
-    st.markdown("**Recipe:** " + "; ".join(f"`{k}` {va} → {vb}" for k, va, vb in rdiff))
-else:
-    st.markdown("**Recipe:** identical.")
+def difference(pinned: list[str]) -> None:
+    """Two pinned runs side by side: layers, recipe and confusion matrices."""
+    c = st.columns(2)
+    a = c[0].selectbox("Run A", pinned, index=0, format_func=label, key="compare_a")
+    b = c[1].selectbox("Run B", pinned, index=1, format_func=label, key="compare_b")
+    ra, rb = runs[a], runs[b]
+    if a == b:
+        st.caption("Run A and Run B are the same run: pick another for either.")
+    marks = {"same": "", "changed": "≠", "added": "B only", "removed": "A only"}
+    # st.table wraps long layer lines where a dataframe would cut them off
+    st.table(pd.DataFrame([{"": marks[s], "A: " + label(a): l, "B: " + label(b): r}
+                           for s, l, r in diff_specs(ra.spec, rb.spec)]))
+    changes = recipe_changes(ra.recipe, rb.recipe)
+    st.markdown("**Recipe:** " + ("; ".join(changes) if changes else "identical."))
+    if ra.confusion is not None and rb.confusion is not None:
+        st.markdown("**Confusion difference (B − A)**: blue off-diagonal cells are errors B "
+                    "fixes, red ones are errors B makes that A did not.")
+        diff = confusion_difference(ra.confusion, rb.confusion)
+        st.altair_chart(confusion_chart(diff, diff=True, height=360), width="stretch",
+                        key="compare_confusion")
 
-if ra.confusion is not None and rb.confusion is not None:
-    st.markdown("**Confusion difference (B − A)**: blue off-diagonal cells are errors B "
-                "fixes, red ones are errors B makes that A did not.")
-    diff = confusion_difference(ra.confusion, rb.confusion)
-    st.altair_chart(confusion_chart(diff, diff=True, height=360), width="stretch",
-                    key="compare_confusion")
+
+st.subheader("What differs between two runs")
+if len(pinned) < 2:
+    st.info("Pin a second run to see what differs.")
+else:
+    difference(pinned)
 
 # -- accuracy vs parameters ------------------------------------------------------------------
 st.subheader("Accuracy versus size: the frontier of small models")
-allf = pd.DataFrame([figures(l) for l in labels if runs[l].test_accuracy is not None])
-if len(allf):
-    allf = allf.sort_values("params")
-    allf["frontier"] = allf["test accuracy"] >= allf["test accuracy"].cummax()
-    points = alt.Chart(allf).mark_circle(size=90).encode(
-        x=alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)"),
-        y=alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
-                title="test accuracy"),
-        color=alt.Color("frontier:N", title="on the frontier"),
-        tooltip=["run", alt.Tooltip("params:Q", format=","),
-                 alt.Tooltip("test accuracy:Q", format=".2%")])
-    line = alt.Chart(allf[allf["frontier"]]).mark_line(strokeDash=[4, 3]).encode(
-        x="params:Q", y="test accuracy:Q")
-    st.altair_chart((points + line).properties(height=320), width="stretch")
+allf = pd.DataFrame([figures(k) for k in keys])
+allf = allf.sort_values("params")
+on_front = allf["test accuracy"] >= allf["test accuracy"].cummax()
+allf["frontier"] = on_front.map({True: "on the frontier", False: "behind the frontier"})
+x = alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
+y = alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
+          title="test accuracy")
+base = alt.Chart(allf).encode(x=x, y=y)
+points = base.mark_circle(size=90).encode(
+    color=alt.Color("frontier:N", title=None,
+                    scale=alt.Scale(domain=["on the frontier", "behind the frontier"],
+                                    range=["#1f77b4", "#a0a0a0"]),
+                    legend=alt.Legend(orient="bottom", labelLimit=0)),
+    tooltip=["run", alt.Tooltip("params:Q", format=","),
+             alt.Tooltip("test accuracy:Q", format=".2%"), "frontier"])
+# Each point named; the largest run's name goes to its left so it stays inside the chart.
+largest = alt.datum.params == int(allf["params"].max())
+names = (base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="name:N")
+         .transform_filter(~largest)
+         + base.mark_text(align="right", dx=-7, dy=-7, fontSize=11).encode(text="name:N")
+         .transform_filter(largest))
+line = alt.Chart(allf[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
+st.altair_chart((points + names + line).properties(height=360), width="stretch",
+                key="compare_frontier")
+st.caption("A run is on the frontier when no smaller run is more accurate.")

@@ -10,6 +10,7 @@ import streamlit as st
 from core.analysis import class_counts, class_gallery, intensity_histogram, mean_images
 from core.errors import LayerLabError
 from core.imaging import enlarge
+from core.wording import plural
 from pages.common import load_choice, mnist, model_choices, require_mnist, show_error
 from pages.widgets import digit_grid
 
@@ -63,6 +64,15 @@ def predictions_of(content: str, _model) -> np.ndarray:
     return evaluate_any(_model, data.x_test, data.y_test).predictions
 
 
+def balance_sentence(train: pd.Series) -> str:
+    """The smallest and largest training class, counted, not written in."""
+    names = ["zeros", "ones", "twos", "threes", "fours", "fives", "sixes", "sevens",
+             "eights", "nines"]
+    low, high = int(train.idxmin()), int(train.idxmax())
+    return (f"The classes are close to balanced: from {train[low]:,} {names[low]} to "
+            f"{train[high]:,} {names[high]} in training.")
+
+
 st.title("🔢 Data")
 data = require_mnist()
 st.caption(data.describe())
@@ -81,9 +91,10 @@ left.altair_chart(bars, width="stretch", key="data_counts_chart")
 wide = counts.pivot(index="digit", columns="split", values="images")[["train", "test"]]
 wide["test share"] = wide["test"] / wide["test"].sum()
 right.dataframe(wide, key="data_counts", width="stretch",
-                column_config={"test share": st.column_config.NumberColumn(format="percent")})
-right.caption("The classes are close to balanced: from 5,421 fives to 6,742 ones in "
-              "training.")
+                column_config={"train": st.column_config.NumberColumn(format="localized"),
+                               "test": st.column_config.NumberColumn(format="localized"),
+                               "test share": st.column_config.NumberColumn(format="percent")})
+right.caption(balance_sentence(wide["train"]))
 
 # -- mean images --------------------------------------------------------------------------
 st.subheader("The average digit")
@@ -99,7 +110,7 @@ st.caption("Each picture is the pixel-wise mean of every image of that class: bl
 # -- gallery ------------------------------------------------------------------------------
 st.subheader("Random images per class")
 st.session_state.setdefault("data_seed", 0)
-c = st.columns([2, 1, 3])
+c = st.columns([3, 2, 2], vertical_alignment="bottom")
 per_class = c[0].slider("Images per class", 4, 16, 10, key="data_per_class")
 if c[1].button("🔀 Reshuffle", key="data_shuffle"):
     st.session_state.data_seed += 1
@@ -140,7 +151,7 @@ if not choices:
     st.stop()
 picked = st.multiselect("Models", list(choices), default=list(choices), key="data_models")
 top = st.slider("How many", 8, 48, 24, step=8, key="data_top")
-if st.button(f"Find them ({len(picked)} model{'s' * (len(picked) != 1)})",
+if st.button(f"Find them ({plural(len(picked), 'model')})",
              key="data_hardest", disabled=not picked, type="primary"):
     try:
         with st.spinner("Evaluating the models on the 10,000 test images…"):
@@ -154,7 +165,7 @@ if found:
 
     preds = np.stack(list(found.values()))
     idx, wrong = hardest_images(list(preds), data.y_test, top)
-    st.caption(f"Wrong for the most of these {len(found)} models: "
+    st.caption(f"Wrong for the most of these {plural(len(found), 'model')}: "
                f"{', '.join(found)}. Caption: true label → most common wrong answer.")
     cols = st.columns(8)
     for n, (i, w) in enumerate(zip(idx, wrong)):

@@ -94,9 +94,11 @@ def layer_table(rows: Sequence[LayerRow], columns: Sequence[str]) -> pd.DataFram
 
 def show_layer_table(table: pd.DataFrame, key: str) -> None:
     """A :func:`layer_table`, counts with thousands separators."""
-    counts = {c: st.column_config.NumberColumn(format="localized")
+    config = {c: st.column_config.NumberColumn(format="localized")
               for c in _COUNTS if c in table}
-    st.dataframe(table, hide_index=True, width="stretch", key=key, column_config=counts)
+    # wide enough for "BatchNormalization" and "GlobalAveragePooling2D" in full
+    config["type"] = st.column_config.TextColumn(width="medium")
+    st.dataframe(table, hide_index=True, width="stretch", key=key, column_config=config)
 
 
 # -- images ------------------------------------------------------------------------------

@@ -87,9 +87,24 @@ def test_compare_page_with_pretrained_runs(open_page):
     table = at.dataframe[0].value
     assert set(table["run"]) >= {"warmup_mlp (pretrained)", "bulky_cnn (pretrained)"}
     assert int(table.loc[table["run"] == "warmup_mlp (pretrained)", "params"].iloc[0]) == 111_146
-    at.selectbox(key="compare_b").set_value("bulky_cnn (pretrained)").run()
+    at.selectbox(key="compare_b").set_value("pretrained:bulky_cnn").run()
     assert not at.exception
     assert any("Recipe:" in m.value for m in at.markdown)
+
+
+def test_compare_defaults_to_two_different_runs(open_page):
+    """Three runs pinned: Run A and Run B start on the first two, so there is a difference."""
+    at = open_page(timeout=60)
+    at.switch_page("pages/compare.py").run()
+    assert len(at.multiselect(key="compare_pinned").value) == 3
+    a, b = at.selectbox(key="compare_a"), at.selectbox(key="compare_b")
+    assert a.value != b.value
+    assert (a.options[a.index], b.options[b.index]) == \
+        ("warmup_mlp (pretrained)", "bulky_cnn (pretrained)")
+    recipe = next(m.value for m in at.markdown if m.value.startswith("**Recipe:**"))
+    assert recipe != "**Recipe:** identical." and "None" not in recipe
+    assert "batch size: 32 → 128" in recipe
+
 
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}

@@ -35,3 +35,28 @@ def test_new_layer_types_diff_readably():
                        "SeparableConv2D(filters=8, kernel_size=5, strides=1, padding=same, "
                        "depth_multiplier=1, activation=relu)")
     assert [r[0] for r in rows[1:]] == ["same", "same"]
+
+
+def test_recipe_values_read_as_on_the_train_page():
+    from core.compare import display_value, recipe_changes
+
+    assert display_value("train_subset", None) == "all 60,000"
+    assert display_value("train_subset", 5000) == "5,000"
+    assert display_value("batch_size", 1024) == "1,024"
+    assert display_value("augment", False) == "off"
+    assert display_value("learning_rate", 3e-3) == "0.003"
+    full = PRESETS["fast_cnn"].recipe.to_dict()
+    quick = {**full, "train_subset": 5000, "epochs": 1}
+    assert recipe_changes(full, quick) == ["epochs: 3 → 1",
+                                           "training images: all 60,000 → 5,000"]
+    assert not any("None" in line for line in recipe_changes(full, quick))
+
+
+def test_smoothing_keeps_the_curve_length_and_flattens_it():
+    from core.compare import smooth
+
+    curve = [0.90, 0.99, 0.95, 0.99, 0.96]
+    assert smooth(curve, 0.0) == curve
+    flat = smooth(curve, 0.8)
+    assert len(flat) == len(curve) and flat[0] == curve[0]
+    assert max(flat) - min(flat) < max(curve) - min(curve)

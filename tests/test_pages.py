@@ -241,3 +241,58 @@ def test_keras_state_survives_reruns():
     at.run()
     assert not at.exception
     assert global_state.GLOBAL_STATE_TRACKER is tracker
+
+
+PERCENT = r"\d+(?:\.\d+)?\s?%"
+
+
+def test_preset_descriptions_carry_no_figure_and_say_take_home():
+    """Accuracy figures come from the shipped records, so no description states one."""
+    import re
+
+    from core.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        assert not re.search(PERCENT, preset.spec.description), name
+        assert "seed" not in preset.spec.description.lower(), name
+
+
+def test_models_page_shows_each_shipped_record_figure(open_page):
+    import re
+
+    from core import pretrained
+
+    at = open_page("models")
+    for name in pretrained.available():
+        at.selectbox(key="models_preset").set_value(name).run()
+        assert not at.exception
+        record = pretrained.load_record(name)
+        text = " ".join(m.value for m in at.markdown)
+        assert re.findall(PERCENT, text) == [f"{record.test_accuracy:.2%}"], (name, text)
+        unit = "epoch" if record.epochs_done == 1 else "epochs"
+        assert f"after {record.epochs_done:,} {unit}" in text
+
+
+def test_home_figures_come_from_the_presets_and_records(open_page):
+    import re
+
+    from core import pretrained
+
+    at = open_page()
+    text = " ".join(m.value for m in at.markdown)
+    assert "from 2,854 to 331,754 parameters" in text
+    fast = pretrained.load_record("fast_cnn")
+    assert re.findall(PERCENT, text) == [f"{fast.test_accuracy:.2%}"], text
+    assert "seed" not in text.lower()
+
+
+def test_data_page_counts_are_computed_separated_and_pluralised(open_page):
+    at = open_page("data", timeout=TIMEOUT)
+    assert not at.exception
+    assert any(c.value == "The classes are close to balanced: from 5,421 fives to 6,742 ones "
+               "in training." for c in at.caption)
+    columns = at.dataframe[0].proto.columns
+    assert columns.count('"localized"') == 2, columns             # train and test counts
+    models = at.multiselect(key="data_models")
+    models.set_value(models.value[:1]).run()
+    assert at.button(key="data_hardest").label == "Find them (1 model)"

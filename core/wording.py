@@ -1,0 +1,24 @@
+"""How counts are written on every page: thousands separators and the right plural."""
+from __future__ import annotations
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``n`` and its noun, singular for exactly one, with thousands separators.
+
+    ``nouns`` is the plural when it is not ``noun + "s"``.
+
+    >>> plural(1, "test image"), plural(60000, "image"), plural(0, "epoch")
+    ('1 test image', '60,000 images', '0 epochs')
+    >>> plural(2, "class", "classes")
+    '2 classes'
+    """
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def span(values: list[int], unit: str) -> str:
+    """The range of some counts in words, e.g. the presets' parameter counts.
+
+    >>> span([34826, 2854, 331754], "parameters")
+    '2,854 to 331,754 parameters'
+    """
+    return f"{min(values):,} to {max(values):,} {unit}"
