@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 120
 WORKSPACE = "drawtest"
+RUN_ID = "20260101-000000-tiny01"
 SECTIONS = ("Prediction", "What it looked at", "Robustness probe", "Feature maps",
             "Dense layers", "Filters")
 
@@ -58,7 +59,7 @@ def page(tiny, open_page):
 
     spec, model, _ = tiny
     store = RunStore()
-    run = Run(id="20260101-000000-tiny01", name="tiny_cnn", spec=spec.to_dict(),
+    run = Run(id=RUN_ID, name="tiny_cnn", spec=spec.to_dict(),
               recipe={}, workspace=WORKSPACE, status="finished", epochs_done=2,
               test_accuracy=0.9)
     store.save_run(run)
@@ -87,7 +88,8 @@ def test_page_is_in_navigation_and_hints_before_drawing(page):
     page.run()
     assert_clean(page)
     assert page.title[0].value.endswith("Draw & inspect")
-    assert page.selectbox(key="draw_model").value.startswith("tiny_cnn")
+    picker = page.selectbox(key="draw_model")       # options are model keys, shown by label
+    assert picker.value == RUN_ID and picker.options[picker.index].startswith("tiny_cnn")
     assert "Draw a digit" in texts(page.info)          # empty canvas: a hint, no prediction
     assert not page.metric
 
