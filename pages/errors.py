@@ -145,13 +145,14 @@ except LayerLabError as err:
     st.stop()
 
 cm = result.confusion
-m = st.columns(4)
-m[0].metric("Accuracy", f"{result.accuracy:.2%}")
-m[1].metric("Errors", f"{int(cm.sum() - np.trace(cm)):,} of {int(cm.sum()):,}")
-m[2].metric("Test loss", f"{result.loss:.4f}")
-m[3].metric("Evaluation", f"{seconds:.2f} s",
-            help="One compiled, batched pass over the test set; the probabilities are then "
-                 "kept on disk per model, so the second time is instant.")
+m = st.container(horizontal=True, gap="large")     # wraps rather than cutting "266 of…"
+m.metric("Accuracy", f"{result.accuracy:.2%}", width="content")
+m.metric("Errors", f"{int(cm.sum() - np.trace(cm)):,} of {int(cm.sum()):,}",
+         width="content")
+m.metric("Test loss", f"{result.loss:.4f}", width="content")
+m.metric("Evaluation", f"{seconds:.2f} s", width="content",
+         help="One compiled, batched pass over the test set; the probabilities are then "
+              "kept on disk per model, so the second time is instant.")
 
 left, right = st.columns([3, 2])
 with left:
@@ -201,12 +202,12 @@ except LayerLabError as err:
     show_error(err)
     st.stop()
 changes = error_changes(result.labels, result.predictions, result_b.predictions)
-k = st.columns(4)
-k[0].metric("Accuracy of B", f"{result_b.accuracy:.2%}",
-            f"{(result_b.accuracy - result.accuracy) * 100:+.2f} points")
-k[1].metric("Errors B fixes", f"{len(changes['fixed']):,}")
-k[2].metric("New errors B makes", f"{len(changes['new']):,}")
-k[3].metric("Wrong in both", f"{len(changes['both']):,}")
+k = st.container(horizontal=True, gap="large")
+k.metric("Accuracy of B", f"{result_b.accuracy:.2%}",
+         f"{(result_b.accuracy - result.accuracy) * 100:+.2f} points", width="content")
+k.metric("Errors B fixes", f"{len(changes['fixed']):,}", width="content")
+k.metric("New errors B makes", f"{len(changes['new']):,}", width="content")
+k.metric("Wrong in both", f"{len(changes['both']):,}", width="content")
 left, right = st.columns([3, 2])
 with left:
     st.caption("B − A per cell: red where B makes that mistake more often, blue where it "

@@ -209,14 +209,18 @@ if model is not None:
     tooltip += [alt.Tooltip("predicted:N", title="predicted"),
                 alt.Tooltip("confidence:Q", title="confidence", format=".1%")]
 
-m = st.columns([2, 4, 3, 3])          # the source ("dropout3 · 1,152-D") needs room
-m[0].metric("Points", f"{len(df):,}")
-m[1].metric("Source", f"{layer or 'pixels'} · {proj.feature_dim:,}-D")
-m[2].metric("10-NN accuracy in 2-D", f"{knn_score(key, proj.embedding, proj.labels):.1%}",
-            help="How often the 10 nearest dots on the map mostly share a dot's digit: "
-                 "a measure of how well the map separates the classes.")
-m[3].metric("Computed in", f"{proj.seconds:.1f} s",
-            help="Loaded from the disk cache." if proj.from_cache else "Just computed.")
+# metrics as wide as their text, wrapping onto a second line on a narrow window (four
+# equal columns cut "dropout3 · 1,152-D" to "dropout3 · 1…" at 1024 px)
+m = st.container(horizontal=True, gap="large")
+m.metric("Points", f"{len(df):,}", width="content")
+m.metric("Source", f"{layer or 'pixels'} · {proj.feature_dim:,}-D",
+         width="content")
+m.metric("10-NN accuracy in 2-D", f"{knn_score(key, proj.embedding, proj.labels):.1%}",
+         width="content",
+         help="How often the 10 nearest dots on the map mostly share a dot's digit: a "
+              "measure of how well the map separates the classes.")
+m.metric("Computed in", f"{proj.seconds:.1f} s", width="content",
+         help="Loaded from the disk cache." if proj.from_cache else "Just computed.")
 if model is not None:
     wrong = int((~df["correct"]).sum())
     highlight = st.toggle(f"Highlight the {wrong:,} misclassified points", key="proj_wrong")

@@ -254,3 +254,16 @@ def test_hostile_uploads_are_refused_or_handled_with_a_sentence(page, tiny, mnis
             elif "Preprocessing, the MNIST way" not in [h.value for h in page.subheader]:
                 problems.append(f"{name}: the preprocessing steps are missing")
     assert not problems, "\n".join(problems)
+
+
+def test_stroke_width_change_starts_a_new_drawing(page, mnist):
+    """A new stroke width gives the canvas a new key (an empty canvas): the panels and the
+    digit shared with Projections no longer describe the erased drawing."""
+    page.run()
+    gen = page.session_state["draw_canvas_gen"]
+    page.session_state["drawn_digit"] = mnist.x_test[0]        # the previous drawing
+    page.slider(key="draw_stroke").set_value(30).run()
+    assert_clean(page)
+    assert page.session_state["draw_canvas_gen"] == gen + 1
+    assert not page.metric and "Draw a digit" in texts(page.info)
+    assert "drawn_digit" not in page.session_state
