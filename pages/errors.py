@@ -91,7 +91,7 @@ def probability_text(probs: np.ndarray) -> str:
 
 
 def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
-            cols: int = 6) -> None:
+            cols: int = 5) -> None:
     """Images with their top probabilities (of ``model_key``'s model) and a button sending
     each to Draw with that model."""
     data = mnist()
@@ -101,7 +101,9 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
             st.image(enlarge(data.x_test[idx], 84), width=84,
                      caption=f"#{idx} · true {data.y_test[idx]}")
             st.caption(probability_text(probs[idx]))
-            if st.button("Inspect", icon="✏️", key=f"{key}_draw_{idx}",
+            # five columns and a one-word label: the button is not cut to "✏ Insp…"
+            # in a 1024 px window
+            if st.button("Inspect", key=f"{key}_draw_{idx}", width="stretch",
                          help="Open this image on the Draw & inspect page, with this "
                               "model."):
                 send_to_draw(int(idx), model_key)

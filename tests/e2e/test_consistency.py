@@ -66,12 +66,11 @@ def drag_region(page: Page) -> None:
     """Drag a rectangle over the middle of the projection map."""
     chart = page.get_by_test_id("stVegaLiteChart").first
     chart.scroll_into_view_if_needed()
-    box = chart.bounding_box()
+    box = chart.locator("canvas, svg").first.bounding_box()    # the plot, not the legend
     x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
     page.mouse.move(x0, y0)
     page.mouse.down()
-    for k in range(1, 11):
-        page.mouse.move(x0 + box["width"] * 0.04 * k, y0 + box["height"] * 0.04 * k)
+    page.mouse.move(x0 + box["width"] * 0.3, y0 + box["height"] * 0.3, steps=15)
     page.mouse.up()
 
 
