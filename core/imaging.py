@@ -16,6 +16,8 @@ _ANCHORS = {
     "heat": ["#000004", "#420a68", "#932667", "#dd513a", "#fca50a", "#fcffa4"],
 }
 ALERT_RGB = (214, 39, 40)          # the red of a wrong prediction
+# Gaps between tiles on a diverging map: not white (its zero), not red or blue (its ends)
+SEPARATOR = (110, 110, 110)
 
 
 def _hex(c: str) -> tuple[int, int, int]:
@@ -84,11 +86,14 @@ def overlay(digit: np.ndarray, heat: np.ndarray, scale: int = 8,
 
 
 def tile_grid(tiles: np.ndarray, cols: int = 8, pad: int = 2,
-              pad_value: int = 255) -> np.ndarray:
-    """Tiles (N, h, w, 3) uint8 -> one grid image, row by row, ``pad`` px apart.
+              pad_value: int | tuple[int, int, int] = 255) -> np.ndarray:
+    """Tiles (N, h, w, 3) uint8 -> one grid image, row by row, ``pad`` px apart, the gaps
+    filled with ``pad_value`` (a gray level or an RGB colour such as :data:`SEPARATOR`).
 
     >>> tile_grid(np.zeros((10, 5, 5, 3), np.uint8), cols=4, pad=2).shape
     (19, 26, 3)
+    >>> tile_grid(np.zeros((2, 5, 5, 3), np.uint8), pad=1, pad_value=SEPARATOR)[0, 5].tolist()
+    [110, 110, 110]
     """
     tiles = np.asarray(tiles, np.uint8)
     n, h, w = tiles.shape[:3]

@@ -10,11 +10,13 @@ import numpy as np
 import streamlit as st
 
 from core.errors import LayerLabError
-from core.imaging import anchors, colorize, enlarge, labelled_grid, overlay, tile_grid
+from core.imaging import (SEPARATOR, anchors, colorize, enlarge, labelled_grid, overlay,
+                          tile_grid)
 from core.inspector import (Inspection, Inspector, filter_images, inspector_for,
                             robustness_variants)
 from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
-from pages.common import load_choice, mnist, model_choices, show_error
+from pages import handoff
+from pages.common import PRETRAINED_PREFIX, load_choice, mnist, model_choices, show_error
 from pages.widgets import digit_grid
 
 PAGE_START = time.perf_counter()
@@ -25,6 +27,7 @@ SOURCES = ("Draw", "Upload", "Test set")
 
 st.session_state.setdefault("draw_updates", 0)
 st.session_state.setdefault("draw_last_digest", "")
+st.session_state.setdefault("draw_canvas_gen", 0)
 
 
 # -- small view helpers ------------------------------------------------------------------
@@ -89,23 +92,21 @@ def show_steps(steps: list[Step]) -> None:
 
 def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str]:
     """The current 28×28 digit (None with a hint shown), its steps and a label."""
-    sent = st.session_state.get("draw_image")
+    sent = handoff.sent_digit()
     if sent is not None:
-        index = st.session_state.get("draw_image_index")
         where = ""
-        if isinstance(index, int):
+        if sent.index is not None:
             try:
-                where = (f" — test image #{index}, true label "
-                         f"**{int(mnist().y_test[index])}**")
+                where = (f" — test image #{sent.index}, true label "
+                         f"**{int(mnist().y_test[sent.index])}**")
             except (LayerLabError, IndexError):
-                where = f" — test image #{index}"
-        st.info(f"Showing the digit sent from another page{where}.", icon="📨")
+                where = f" — test image #{sent.index}"
+        st.info(f"Showing the digit sent from {sent.source}{where}.", icon="📨")
         if st.button("Draw my own instead", key="draw_forget_sent"):
-            st.session_state.draw_image = None
-            st.session_state.pop("draw_image_index", None)
+            handoff.forget_sent_digit()
             st.rerun()
         try:
-            return as_digit(sent), [], "sent digit"
+            return as_digit(sent.image), [], "sent digit"
         except LayerLabError as err:
             show_error(err)
             return None, [], ""
@@ -113,8 +114,10 @@ def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
     source = st.radio("Input", SOURCES, horizontal=True, key="draw_source",
                       label_visibility="collapsed")
     if source == SOURCES[0]:
-        stroke = st.slider("Stroke width", 6, 40, 20, key="draw_stroke")
-        rgba = canvas_input(stroke, "draw_canvas")
+        stroke = st.slider("Stroke width", 6, 40, 20, key="draw_stroke",
+                           on_change=new_drawing,
+                           help="A new width starts a new drawing (the canvas is cleared).")
+        rgba = canvas_input(stroke, f"draw_canvas_{st.session_state.draw_canvas_gen}")
         st.caption("Draw one digit, large, in the black box. Undo, redo and clear (the "
                    "bin) are in the canvas toolbar.")
         if rgba is None or not np.asarray(rgba)[..., :3].any():
@@ -135,6 +138,12 @@ def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
     return test_image(inspector)
 
 
+def new_drawing() -> None:
+    """The stroke width changed: the canvas starts empty, so the panels must too (a new
+    canvas key: the old drawing's pixels are no longer read)."""
+    st.session_state.draw_canvas_gen += 1
+
+
 def _preprocessed(image, min_extent: float, name: str) -> tuple[np.ndarray | None,
                                                                   list[Step]]:
     start = time.perf_counter()
@@ -147,6 +156,8 @@ def _preprocessed(image, min_extent: float, name: str) -> tuple[np.ndarray | Non
         show_error(err)
         return None, []
     st.session_state.draw_prep_ms = (time.perf_counter() - start) * 1000
+    if result.hint:
+        st.text(result.hint)
     return result.digit, result.steps
 
 
@@ -199,11 +210,10 @@ if not choices:
     st.info("No model is ready yet: the pretrained presets are missing from "
             "cached_models/. Train one on the **Train** page, then come back.")
     st.stop()
-labels = list(choices)
-default = next((i for i, lbl in enumerate(labels) if lbl.startswith("small_cnn ")), 0)
-label = st.selectbox("Model", labels, index=default, key="draw_model")
+choice = handoff.model_select("draw", "Model", choices, widget_key="draw_model",
+                              default=PRETRAINED_PREFIX + "small_cnn")
 try:
-    model = load_choice(choices[label])
+    model = load_choice(choice)
     with st.spinner("Compiling the model's feature extractor (once per model)…"):
         inspector: Inspector = inspector_for(model)
 except LayerLabError as err:
@@ -215,6 +225,7 @@ with left:
     digit, steps, source_label = read_input(inspector)
 
 if digit is None:
+    handoff.clear_digit()
     st.stop()
 
 start = time.perf_counter()
@@ -224,7 +235,7 @@ digest = hashlib.sha1(digit.tobytes()).hexdigest()[:10]
 if digest != st.session_state.draw_last_digest:
     st.session_state.draw_last_digest = digest
     st.session_state.draw_updates += 1
-st.session_state.drawn_digit = as_digit(digit)     # the Projections page places it on UMAP
+handoff.show_digit(as_digit(digit), model_key=choice)   # Projections places it on UMAP
 
 with right:
     st.subheader("Prediction")
@@ -361,8 +372,10 @@ if dense:
                "encoding": {
                    "x": {"field": "unit", "type": "quantitative", "title": "unit",
                          "scale": {"domain": [-0.5, len(values) - 0.5], "nice": False}},
+                   # no stacking: one bar per unit (a stack's activation_start/end
+                   # fields made Vega warn of an infinite extent on every update)
                    "y": {"field": "activation", "type": "quantitative",
-                         "title": "activation"},
+                         "title": "activation", "stack": None},
                    "tooltip": [{"field": "unit", "type": "quantitative"},
                                {"field": "activation", "type": "quantitative",
                                 "format": ".3f"}]}})
@@ -372,7 +385,7 @@ convs = inspector.views("conv")
 if convs:
     st.subheader("Filters")
     st.caption("Each small square is one filter's weights: red adds to the feature map, "
-               "blue subtracts, white is zero.")
+               "blue subtracts, white is zero; gray lines separate the filters.")
     c = st.columns([3, 2])
     picked = c[0].radio("Layer", [v.name for v in convs], horizontal=True,
                         key="draw_filt_layer",
@@ -397,7 +410,8 @@ if convs:
                       for f in images])
     which = ("the input image" if n_in == 1 else "the mean over input channels"
              if channel is None else f"input channel {channel}")
-    st.image(tile_grid(tiles, cols=16 if k < 5 else 8, pad=3), width="content",
+    st.image(tile_grid(tiles, cols=16 if k < 5 else 8, pad=3, pad_value=SEPARATOR),
+             width="content",
              output_format="PNG",
              caption=f"{picked}: {k}×{k} weights of filters {first}–"
                      f"{first + len(images) - 1}, as seen by {which}")

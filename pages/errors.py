@@ -13,6 +13,7 @@ from core.analysis import BASELINE_LABEL, confusion_difference, error_changes
 from core.errors import LayerLabError
 from core.evaluation import cell_indices, per_class_metrics
 from core.imaging import enlarge
+from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import CELL, confusion_chart
 
@@ -51,10 +52,13 @@ def evaluation_of(content: str, _model):
     return result, time.perf_counter() - t0
 
 
-def send_to_draw(index: int) -> None:
-    """Put one test image on the Draw & inspect page and go there."""
-    st.session_state["draw_image"] = np.array(mnist().x_test[index], dtype=np.uint8)
-    st.session_state["draw_image_index"] = int(index)
+def send_to_draw(index: int, model_key: str) -> None:
+    """Put one test image on the Draw & inspect page, with the model it was read with
+    (the baseline is no Keras model: Draw then keeps its own), and go there."""
+    name = model_names.get(model_key, "")
+    handoff.send_digit(mnist().x_test[index], index=index,
+                       model_key=None if model_key == BASELINE_KEY else model_key,
+                       source=f"the Errors page ({name})" if name else "the Errors page")
     if DRAW_PAGE.is_file():
         st.switch_page("pages/draw.py")
     st.info("The Draw & inspect page is not available yet; the image is kept for it.")
@@ -86,8 +90,10 @@ def probability_text(probs: np.ndarray) -> str:
     return " · ".join(f"{c}: {probs[c]:.0%}" for c in top)
 
 
-def gallery(indices: np.ndarray, probs: np.ndarray, key: str, cols: int = 6) -> None:
-    """Images with their top probabilities and a button sending each to Draw."""
+def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
+            cols: int = 5) -> None:
+    """Images with their top probabilities (of ``model_key``'s model) and a button sending
+    each to Draw with that model."""
     data = mnist()
     rows = st.columns(cols)
     for n, idx in enumerate(indices[:GALLERY_MAX]):
@@ -95,9 +101,12 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, cols: int = 6) -> 
             st.image(enlarge(data.x_test[idx], 84), width=84,
                      caption=f"#{idx} · true {data.y_test[idx]}")
             st.caption(probability_text(probs[idx]))
-            if st.button("✏️ Inspect", key=f"{key}_draw_{idx}",
-                         help="Send this image to the Draw & inspect page."):
-                send_to_draw(int(idx))
+            # five columns and a one-word label: the button is not cut to "✏ Insp…"
+            # in a 1024 px window
+            if st.button("Inspect", key=f"{key}_draw_{idx}", width="stretch",
+                         help="Open this image on the Draw & inspect page, with this "
+                              "model."):
+                send_to_draw(int(idx), model_key)
     if len(indices) > GALLERY_MAX:
         st.caption(f"Showing {GALLERY_MAX} of {len(indices):,} images, most confident "
                    f"first.")
@@ -110,12 +119,12 @@ st.markdown("Where does a model go wrong? Rows are the **true** class, columns t
 
 data, choices = data_and_models()
 choices[BASELINE_LABEL] = BASELINE_KEY
-labels = list(choices)
+model_names = {key: lbl for lbl, key in choices.items()}
 
-label = st.selectbox("Model", labels, key="err_model",
-                     help="Pretrained presets, your finished runs, and a logistic-regression "
-                          "baseline on raw pixels.")
-choice = choices[label]
+choice = handoff.model_select(
+    "errors", "Model", choices, widget_key="err_model",
+    help="Pretrained presets, your finished runs, and a logistic-regression baseline on "
+         "raw pixels.")
 if choice == BASELINE_KEY and baseline(False) is None:
     st.info("The baseline is a multinomial logistic regression on the 784 raw pixels "
             "(scikit-learn). It is trained once on the 60,000 training images, about a "
@@ -138,13 +147,14 @@ except LayerLabError as err:
     st.stop()
 
 cm = result.confusion
-m = st.columns(4)
-m[0].metric("Accuracy", f"{result.accuracy:.2%}")
-m[1].metric("Errors", f"{int(cm.sum() - np.trace(cm)):,} of {int(cm.sum()):,}")
-m[2].metric("Test loss", f"{result.loss:.4f}")
-m[3].metric("Evaluation", f"{seconds:.2f} s",
-            help="One compiled, batched pass over the test set; the probabilities are then "
-                 "kept on disk per model, so the second time is instant.")
+m = st.container(horizontal=True, gap="large")     # wraps rather than cutting "266 of…"
+m.metric("Accuracy", f"{result.accuracy:.2%}", width="content")
+m.metric("Errors", f"{int(cm.sum() - np.trace(cm)):,} of {int(cm.sum()):,}",
+         width="content")
+m.metric("Test loss", f"{result.loss:.4f}", width="content")
+m.metric("Evaluation", f"{seconds:.2f} s", width="content",
+         help="One compiled, batched pass over the test set; the probabilities are then "
+              "kept on disk per model, so the second time is instant.")
 
 left, right = st.columns([3, 2])
 with left:
@@ -177,28 +187,29 @@ c[2].markdown(f"**{len(idx):,}** test images of a **{true_c}** predicted as **{p
               + (" (correct answers)" if true_c == pred_c else "")
               + (", most confident first." if len(idx) else "."))
 if len(idx):
-    gallery(idx, result.probabilities, "err_cell")
+    gallery(idx, result.probabilities, "err_cell", choice)
 
 # -- two models -------------------------------------------------------------------------------
 st.subheader("Compared with another model")
-others = [lbl for lbl in labels if lbl != label
-          and not (choices[lbl] == BASELINE_KEY and baseline(False) is None)]
+others = [key for key in model_names if key != choice
+          and not (key == BASELINE_KEY and baseline(False) is None)]
 if not others:
     st.info("Train a run or the baseline to compare two models.")
     st.stop()
-label_b = st.selectbox("Model B", others, key="err_model_b")
+choice_b = st.selectbox("Model B", others, key="err_model_b",
+                        format_func=model_names.__getitem__)
 try:
-    result_b, _ = evaluation(choices[label_b])
+    result_b, _ = evaluation(choice_b)
 except LayerLabError as err:
     show_error(err)
     st.stop()
 changes = error_changes(result.labels, result.predictions, result_b.predictions)
-k = st.columns(4)
-k[0].metric("Accuracy of B", f"{result_b.accuracy:.2%}",
-            f"{(result_b.accuracy - result.accuracy) * 100:+.2f} points")
-k[1].metric("Errors B fixes", f"{len(changes['fixed']):,}")
-k[2].metric("New errors B makes", f"{len(changes['new']):,}")
-k[3].metric("Wrong in both", f"{len(changes['both']):,}")
+k = st.container(horizontal=True, gap="large")
+k.metric("Accuracy of B", f"{result_b.accuracy:.2%}",
+         f"{(result_b.accuracy - result.accuracy) * 100:+.2f} points", width="content")
+k.metric("Errors B fixes", f"{len(changes['fixed']):,}", width="content")
+k.metric("New errors B makes", f"{len(changes['new']):,}", width="content")
+k.metric("Wrong in both", f"{len(changes['both']):,}", width="content")
 left, right = st.columns([3, 2])
 with left:
     st.caption("B − A per cell: red where B makes that mistake more often, blue where it "
@@ -209,8 +220,7 @@ with right:
                      key="err_which")
     picked = changes[{"fixed by B": "fixed", "new errors of B": "new",
                       "wrong in both": "both"}[which]]
-    if len(picked):
-        st.caption(f"{len(picked):,} images; probabilities shown are model B's.")
-        gallery(picked, result_b.probabilities, "err_cmp", cols=4)
-    else:
-        st.caption("None.")
+    st.caption(f"{len(picked):,} images, below; probabilities shown are model B's."
+               if len(picked) else "None.")
+if len(picked):            # full width: room for each image's Inspect button
+    gallery(picked, result_b.probabilities, "err_cmp", choice_b)

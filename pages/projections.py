@@ -4,6 +4,8 @@ Maps are computed in the background by core.projections and cached on disk, so t
 stays usable while they run and re-opens a computed map at once."""
 from __future__ import annotations
 
+import hashlib
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from core.errors import LayerLabError
 from core.imaging import enlarge
 from core.projection_jobs import plan_map, submit
 from core.projections import METHOD_LABELS, ProjectionRequest, fitted_map, resolve
+from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import digit_grid
 
@@ -56,6 +59,16 @@ def probabilities(content: str, split: str, n_points: int, seed: int, _model) ->
                       else (data.x_test, data.y_test))
     idx = select_indices(labels, n_points, seed)
     return point_probabilities(_model, images, labels, idx)
+
+
+def chart_key(method: str, map_key: str) -> str:
+    """The map chart's widget key: one per map, so a rectangle selected on one map (its
+    region) never carries over to another method's or another source's map.
+
+    >>> chart_key("pca", "abc") != chart_key("tsne", "abc")
+    True
+    """
+    return f"proj_chart_{method}_{hashlib.sha1(map_key.encode()).hexdigest()[:12]}"
 
 
 def watch(job, what: str) -> None:
@@ -197,21 +210,26 @@ if model is not None:
     tooltip += [alt.Tooltip("predicted:N", title="predicted"),
                 alt.Tooltip("confidence:Q", title="confidence", format=".1%")]
 
-m = st.columns(4)
-m[0].metric("Points", f"{len(df):,}")
-m[1].metric("Source", f"{layer or 'pixels'} · {proj.feature_dim:,}-D")
-m[2].metric("10-NN accuracy in 2-D", f"{knn_score(key, proj.embedding, proj.labels):.1%}",
-            help="How often the 10 nearest dots on the map mostly share a dot's digit: "
-                 "a measure of how well the map separates the classes.")
-m[3].metric("Computed in", f"{proj.seconds:.1f} s",
-            help="Loaded from the disk cache." if proj.from_cache else "Just computed.")
+# metrics as wide as their text, wrapping onto a second line on a narrow window (four
+# equal columns cut "dropout3 · 1,152-D" to "dropout3 · 1…" at 1024 px)
+m = st.container(horizontal=True, gap="large")
+m.metric("Points", f"{len(df):,}", width="content")
+m.metric("Source", f"{layer or 'pixels'} · {proj.feature_dim:,}-D",
+         width="content")
+m.metric("10-NN accuracy in 2-D", f"{knn_score(key, proj.embedding, proj.labels):.1%}",
+         width="content",
+         help="How often the 10 nearest dots on the map mostly share a dot's digit: a "
+              "measure of how well the map separates the classes.")
+m.metric("Computed in", f"{proj.seconds:.1f} s", width="content",
+         help="Loaded from the disk cache." if proj.from_cache else "Just computed.")
 if model is not None:
     wrong = int((~df["correct"]).sum())
     highlight = st.toggle(f"Highlight the {wrong:,} misclassified points", key="proj_wrong")
 
 # -- the drawn digit (UMAP) -------------------------------------------------------------------
 placed = None
-drawn = st.session_state.get("drawn_digit")
+current = handoff.current_digit()
+drawn = None if current is None else current.image
 if method == "umap":
     if drawn is None:
         st.caption("Draw a digit on the **Draw & inspect** page: it will be placed on this "
@@ -259,8 +277,8 @@ if placed is not None:
 chart = chart.properties(height=560)
 left, right = st.columns([3, 1]) if placed is not None else (st.container(), None)
 with left:
-    event = st.altair_chart(chart, width="stretch", key="proj_chart", on_select="rerun",
-                            selection_mode=["region"])
+    event = st.altair_chart(chart, width="stretch", key=chart_key(method, key),
+                            on_select="rerun", selection_mode=["region"])
     st.caption(f"Hover a dot for its image (thumbnails for the first {THUMB_CAP:,} points), "
                f"click a legend entry to pick a digit, drag a rectangle to list its images.")
 if right is not None:

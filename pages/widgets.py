@@ -21,7 +21,8 @@ def confusion_chart(cm: np.ndarray, *, normalised: bool = False, diff: bool = Fa
     """Rows = true class, columns = predicted class, each cell labelled with its value.
 
     ``normalised`` shows each row's shares; ``diff`` takes a B − A difference matrix and
-    shows it on a diverging scale with the diagonal (correct answers) left blank;
+    shows it on a diverging scale symmetric about 0 (as dark for +n as for −n) with the
+    diagonal (correct answers) left blank;
     ``selectable`` lets a click pick a cell (selection :data:`CELL`, fields ``true`` and
     ``predicted``).
     """
@@ -42,8 +43,9 @@ def confusion_chart(cm: np.ndarray, *, normalised: bool = False, diff: bool = Fa
     top = float(np.abs(values).max()) or 1.0
     df["dark"] = np.abs(df["value"]) >= (0.6 if diff else 0.35) * top
     if diff:
+        # symmetric about 0, so +9 is as pale as −9 is (not as dark as the worst −87)
         colour = alt.Color("value:Q", title="B − A", scale=alt.Scale(
-            scheme="redblue", reverse=True, domainMid=0))
+            scheme="redblue", reverse=True, domain=[-top, top]))
     else:
         colour = alt.Color("value:Q", title="share of row" if normalised else "images",
                            scale=alt.Scale(scheme="blues",

@@ -21,8 +21,8 @@ def tiny(tiny_trained):
 
 
 @pytest.fixture
-def run_label(tiny):
-    """Save the tiny model as a finished run of workspace WS; return its Errors label."""
+def tiny_run(tiny):
+    """Save the tiny model as a finished run of workspace WS; return (its id, its label)."""
     from core.runs import Run, RunStore, new_run_id
 
     spec, model = tiny
@@ -31,7 +31,19 @@ def run_label(tiny):
               status="finished", epochs_done=1, test_accuracy=0.9)
     store.save_run(run)
     store.save_model(run.id, model)
-    return f"tiny · run {run.id[-6:]}, 90.00%"
+    return run.id, f"tiny · run {run.id[-6:]}, 90.00%"
+
+
+@pytest.fixture
+def run_label(tiny_run):
+    """The tiny run's label, as the pages list it."""
+    return tiny_run[1]
+
+
+@pytest.fixture
+def run_key(tiny_run):
+    """The tiny run's id: the value of a model picker (shown by its label)."""
+    return tiny_run[0]
 
 
 @pytest.fixture
@@ -64,9 +76,9 @@ def test_data_page(page, run_label):
     assert any("Wrong for the most" in c.value for c in at.caption)
 
 
-def test_errors_page_matrix_cells_and_comparison(page, run_label):
+def test_errors_page_matrix_cells_and_comparison(page, run_key):
     at = page("errors")
-    at.selectbox(key="err_model").set_value(run_label).run()
+    at.selectbox(key="err_model").set_value(run_key).run()
     assert not at.exception
     table = at.dataframe[0].value
     assert table["images"].tolist() == TEST_COUNTS          # rows = true classes
@@ -92,11 +104,59 @@ def test_errors_page_matrix_cells_and_comparison(page, run_label):
     assert at.session_state["draw_image_index"] == index
 
 
+def inspect_buttons(at: AppTest, prefix: str) -> list:
+    return [b for b in at.button if b.key and b.key.startswith(prefix)]
+
+
+def test_errors_inspect_opens_draw_with_the_model_of_the_mistake(page, run_key, run_label):
+    """Errors → Inspect on a mistake of the tiny run opens Draw reading it with the tiny
+    run, not Draw's default small_cnn: the model travels with the image."""
+    at = page("errors")
+    at.selectbox(key="err_model").set_value(run_key).run()
+    button = inspect_buttons(at, "err_cell_draw_")[0]        # the worst cell: a mistake
+    index = int(button.key.rsplit("_", 1)[1])
+    button.click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value.endswith("Draw & inspect")
+    picker = at.selectbox(key="draw_model")
+    assert picker.value == run_key and picker.options[picker.index] == run_label
+    info = " ".join(i.value for i in at.info)
+    assert f"the Errors page ({run_label}) — test image #{index}" in info
+    # the digit on Draw is the one sent (Projections reads it by id, not by widget)
+    assert (at.session_state["drawn_digit"] == at.session_state["draw_image"]).all()
+
+
+def test_errors_inspect_in_the_comparison_sends_model_b(page, run_key, run_label):
+    at = page("errors")
+    at.selectbox(key="err_model").set_value(run_key).run()
+    picker_b = at.selectbox(key="err_model_b")
+    b_key = picker_b.value
+    assert b_key != run_key
+    buttons = inspect_buttons(at, "err_cmp_draw_")
+    assert buttons, "no image differs between the two models"
+    buttons[0].click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="draw_model").value == b_key
+
+
+def test_errors_difference_scale_is_symmetric(page, run_key):
+    """+9 must be as pale as −9, not as dark as the worst −87: the B − A colour domain
+    is symmetric about zero."""
+    at = page("errors")
+    at.selectbox(key="err_model").set_value(run_key).run()
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    diff = next(s for s in specs if "B − A" in json.dumps(s, ensure_ascii=False))
+    scale = next(layer["encoding"]["color"]["scale"] for layer in diff["layer"]
+                 if "scale" in layer["encoding"].get("color", {}))
+    low, high = scale["domain"]
+    assert low == -high and high > 0
+
+
 def test_errors_page_baseline_offers_training(page, run_label):
     at = page("errors")
     from core.analysis import BASELINE_LABEL
 
-    at.selectbox(key="err_model").set_value(BASELINE_LABEL).run()
+    at.selectbox(key="err_model").set_value("baseline:logreg").run()
     assert not at.exception
     assert any("logistic regression" in i.value for i in at.info)
     assert at.button(key="err_fit_baseline")
@@ -159,9 +219,9 @@ def test_umap_places_the_drawn_digit(page):
     assert any("Nearest training images" in m.value for m in at.markdown)
 
 
-def errors_accuracy(page, label: str) -> str:
+def errors_accuracy(page, key: str) -> str:
     at = page("errors")                                 # a fresh session each time
-    at.selectbox(key="err_model").set_value(label).run()
+    at.selectbox(key="err_model").set_value(key).run()
     assert not at.exception, at.exception
     return {m.label: m.value for m in at.metric}["Accuracy"]
 
@@ -174,19 +234,19 @@ def projection_wrong_count(page, label: str) -> str:
     return at.toggle(key="proj_wrong").label
 
 
-def test_a_resumed_run_gets_fresh_results(page, run_label, tiny, mnist):
+def test_a_resumed_run_gets_fresh_results(page, run_label, run_key, tiny, mnist):
     """Page caches are keyed by the model's content, not its run id: a run resumed (same
     id, new weights) shows the new model's results on the Errors and Projections pages."""
     from core.analysis import evaluate_any
     from core.build import build_model
     from core.runs import RunStore
 
-    before = errors_accuracy(page, run_label), projection_wrong_count(page, run_label)
+    before = errors_accuracy(page, run_key), projection_wrong_count(page, run_label)
     store = RunStore()
     run_id = next(r.id for r in store.list_runs(WS) if run_label.startswith(
         f"tiny · run {r.id[-6:]}"))
     store.save_model(run_id, build_model(tiny[0], seed=7))       # untrained: about 10%
-    after = errors_accuracy(page, run_label), projection_wrong_count(page, run_label)
+    after = errors_accuracy(page, run_key), projection_wrong_count(page, run_label)
     fresh = evaluate_any(store.load_model(run_id), mnist.x_test, mnist.y_test)
     assert after[0] == f"{fresh.accuracy:.2%}" and after[0] != before[0]
     assert after[1] != before[1]

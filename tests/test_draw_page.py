@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 120
 WORKSPACE = "drawtest"
+RUN_ID = "20260101-000000-tiny01"
 SECTIONS = ("Prediction", "What it looked at", "Robustness probe", "Feature maps",
             "Dense layers", "Filters")
 
@@ -58,7 +59,7 @@ def page(tiny, open_page):
 
     spec, model, _ = tiny
     store = RunStore()
-    run = Run(id="20260101-000000-tiny01", name="tiny_cnn", spec=spec.to_dict(),
+    run = Run(id=RUN_ID, name="tiny_cnn", spec=spec.to_dict(),
               recipe={}, workspace=WORKSPACE, status="finished", epochs_done=2,
               test_accuracy=0.9)
     store.save_run(run)
@@ -87,7 +88,8 @@ def test_page_is_in_navigation_and_hints_before_drawing(page):
     page.run()
     assert_clean(page)
     assert page.title[0].value.endswith("Draw & inspect")
-    assert page.selectbox(key="draw_model").value.startswith("tiny_cnn")
+    picker = page.selectbox(key="draw_model")       # options are model keys, shown by label
+    assert picker.value == RUN_ID and picker.options[picker.index].startswith("tiny_cnn")
     assert "Draw a digit" in texts(page.info)          # empty canvas: a hint, no prediction
     assert not page.metric
 
@@ -252,3 +254,16 @@ def test_hostile_uploads_are_refused_or_handled_with_a_sentence(page, tiny, mnis
             elif "Preprocessing, the MNIST way" not in [h.value for h in page.subheader]:
                 problems.append(f"{name}: the preprocessing steps are missing")
     assert not problems, "\n".join(problems)
+
+
+def test_stroke_width_change_starts_a_new_drawing(page, mnist):
+    """A new stroke width gives the canvas a new key (an empty canvas): the panels and the
+    digit shared with Projections no longer describe the erased drawing."""
+    page.run()
+    gen = page.session_state["draw_canvas_gen"]
+    page.session_state["drawn_digit"] = mnist.x_test[0]        # the previous drawing
+    page.slider(key="draw_stroke").set_value(30).run()
+    assert_clean(page)
+    assert page.session_state["draw_canvas_gen"] == gen + 1
+    assert not page.metric and "Draw a digit" in texts(page.info)
+    assert "drawn_digit" not in page.session_state
