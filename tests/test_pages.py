@@ -74,7 +74,9 @@ def test_train_page_runs_a_tiny_run(open_page):
     at.button(key="train_to_errors").click().run()
     assert not at.exception
     assert at.title[0].value.endswith("Errors")
-    assert at.selectbox(key="err_model").value.startswith("keras_example · run ")
+    chosen = at.selectbox(key="err_model")          # holds the run's id, shows its label
+    assert chosen.options[chosen.index].startswith("keras_example · run ")
+    assert chosen.value.endswith(chosen.options[chosen.index].split("· run ")[1][:6])
     at.switch_page("pages/train.py").run()
     # the run is in this session's workspace and can be resumed
     at.radio(key="train_source").set_value("Resume one of my runs").run()
