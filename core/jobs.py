@@ -13,7 +13,7 @@ works there too). The registry enforces, for every session of the process:
   (pages call :meth:`JobRegistry.heartbeat`) is stopped and saved as interrupted, which
   can be resumed.
 
-Settings come from the environment (``LAYERLAB_MAX_QUEUED``, default 4).
+Settings come from the environment (``LAYERLAB_MAX_QUEUED``, default 8).
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ class JobRegistry:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.scheduler = scheduler or SCHEDULER
         self.max_queued = max_queued if max_queued is not None else \
-            _env_int("LAYERLAB_MAX_QUEUED", 4)
+            _env_int("LAYERLAB_MAX_QUEUED", 8)
         self.max_run_images = max_run_images or _env_int("LAYERLAB_MAX_RUN_IMAGES",
                                                          DEFAULT_MAX_RUN_IMAGES)
         self.orphan_s = orphan_s or _env_int("LAYERLAB_ORPHAN_S", 300)

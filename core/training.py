@@ -108,6 +108,7 @@ class Progress:
             self.warnings.append(event["message"])
         elif kind == "done":
             self.state = event["status"]
+            self.elapsed_s = event.get("wall_time_s", self.elapsed_s)   # evaluation too
             self.message = event["message"]
             self.queue_position = None
 
