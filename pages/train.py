@@ -278,7 +278,7 @@ def live(watching: str | None) -> None:
 st.fragment(live, run_every=0.5 if busy else None)(job.id if busy else None)
 
 # -- results -----------------------------------------------------------------------------
-if job is not None and job.done:
+if job is not None and not busy:             # "busy" as decided at the top
     run, p = job.run, job.snapshot()
     (st.success if p.state == "finished" else st.warning
      if p.state in ("stopped", "interrupted") else st.error)(p.message)
