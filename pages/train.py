@@ -68,8 +68,7 @@ if busy:
     # in the session's form and come back after it ends.
     st.caption("This workspace is training the run below; its recipe (read-only). Your "
                "own settings come back when it ends.")
-    st.dataframe(recipe_rows(job.run.name, job.spec, job.recipe), hide_index=True,
-                 key="train_running_recipe", width="content")
+    st.table(recipe_rows(job.run.name, job.spec, job.recipe).set_index("Setting"))
 
 # -- what to train ---------------------------------------------------------------------
 if not busy:

@@ -41,8 +41,8 @@ def until(at, predicate, timeout: float = 300) -> None:
 
 
 def running_recipe(at) -> dict[str, str]:
-    frames = [df.value for df in at.dataframe if "Setting" in df.value.columns]
-    return dict(zip(frames[0]["Setting"], frames[0]["Value"])) if frames else {}
+    frames = [t.value for t in at.table if t.value.index.name == "Setting"]
+    return dict(zip(frames[0].index, frames[0]["Value"])) if frames else {}
 
 
 def test_the_recipe_is_kept_across_a_page_switch(open_page):
