@@ -63,7 +63,9 @@ def pretrain(name: str, out_dir: Path = CACHED_DIR,
 
     preset = get_preset(name)
     job = TrainingJob(preset.spec, preset.recipe, name=name).start()
-    while job.alive or not job.events.empty():
+    ended = False
+    while not ended:
+        ended = not job.alive                    # then this drain takes the last events
         job.join(timeout=1.0)
         for event in job.drain():
             if event["kind"] == "epoch":

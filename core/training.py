@@ -1,105 +1,48 @@
 """Training engine: a spec + recipe trained in a background thread, reporting live.
 
-The worker thread never touches the UI. It puts plain dict events on a
-``queue.Queue``; :meth:`TrainingJob.drain` moves them into :class:`Progress`, which a
-page renders. Event kinds, in order: ``queued`` (with the queue position), ``started``,
+The worker thread never touches the UI. It folds each plain dict event into the job's
+:class:`Progress` under a lock, so any number of pages (a reload, a second tab) read the
+same consistent :meth:`TrainingJob.snapshot`; :meth:`TrainingJob.drain` hands the events
+themselves to one reader (tests, the command line). Event kinds, in order: ``queued`` (with the queue position), ``started``,
 ``batch`` (throttled), ``epoch`` (one per finished epoch), ``warning``, and exactly one
-final ``done`` (status finished | stopped | failed, with a message). The events come
+final ``done`` (status finished | stopped | interrupted | failed, with a message;
+interrupted: stopped by the server, e.g. an orphaned run, and resumable). The events come
 from the Keras callbacks in :mod:`core.callbacks`, one concern each.
 
-A server-wide :data:`SCHEDULER` caps how many runs train at once (``LAYERLAB_MAX_RUNS``,
-default 2); the rest wait in a FIFO queue.
+A server-wide :data:`SCHEDULER` (:mod:`core.scheduler`) caps how many runs train at once;
+:mod:`core.jobs` keeps each workspace's live job and the server's quotas.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import logging
 import math
-import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from core.errors import LayerLabError
 from core.recipe import Recipe, lr_at
 from core.runs import Run, RunStore, new_run_id
+from core.scheduler import SCHEDULER, Scheduler
 from core.spec import ModelSpec, infer_shapes
 
 _log = logging.getLogger(__name__)
 BATCH_EVENT_INTERVAL_S = 0.2
 MAX_BATCH_POINTS = 2000
-
-
-class Scheduler:
-    """A server-wide cap on concurrent runs with a visible FIFO queue."""
-
-    def __init__(self, max_active: int) -> None:
-        self.max_active = max(1, max_active)
-        self._cond = threading.Condition()
-        self._active: set[str] = set()
-        self._waiting: list[str] = []
-
-    def position(self, job_id: str) -> int | None:
-        """0 while training, 1.. while queued, None otherwise."""
-        with self._cond:
-            if job_id in self._active:
-                return 0
-            if job_id in self._waiting:
-                return self._waiting.index(job_id) + 1
-            return None
-
-    def acquire(self, job_id: str, stop: threading.Event,
-                on_wait=None) -> bool:
-        """Block until ``job_id`` may train; False if ``stop`` was set while queued."""
-        with self._cond:
-            self._waiting.append(job_id)
-            try:
-                while True:
-                    if self._waiting[0] == job_id and len(self._active) < self.max_active:
-                        self._active.add(job_id)
-                        return True
-                    if stop.is_set():
-                        return False
-                    if on_wait:
-                        on_wait(self._waiting.index(job_id) + 1)
-                    self._cond.wait(timeout=0.25)
-            finally:
-                self._waiting.remove(job_id)
-                self._cond.notify_all()
-
-    def release(self, job_id: str) -> None:
-        with self._cond:
-            self._active.discard(job_id)
-            self._cond.notify_all()
-
-    @property
-    def active(self) -> int:
-        with self._cond:
-            return len(self._active)
-
-    def run_if_idle(self, action: Callable[[], None]) -> bool:
-        """Call ``action`` while no run trains or waits, holding the lock so none can
-        start meanwhile; False (and no call) otherwise."""
-        with self._cond:
-            if self._active or self._waiting:
-                return False
-            action()
-            return True
-
-
-SCHEDULER = Scheduler(int(os.environ.get("LAYERLAB_MAX_RUNS", "2") or 2))
+MAX_PENDING_EVENTS = 20_000
 
 
 @dataclass
 class Progress:
     """What a page shows about a job, folded from its events."""
 
-    state: str = "queued"            # queued | running | finished | stopped | failed
+    state: str = "queued"   # queued | running | finished | stopped | interrupted | failed
     queue_position: int | None = None
     epoch: int = 0                   # epochs completed (over the whole run, resumes too)
     epochs_total: int = 0
@@ -135,7 +78,7 @@ class Progress:
 
     @property
     def done(self) -> bool:
-        return self.state in ("finished", "stopped", "failed")
+        return self.state in ("finished", "stopped", "interrupted", "failed")
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
@@ -165,6 +108,7 @@ class Progress:
             self.warnings.append(event["message"])
         elif kind == "done":
             self.state = event["status"]
+            self.elapsed_s = event.get("wall_time_s", self.elapsed_s)   # evaluation too
             self.message = event["message"]
             self.queue_position = None
 
@@ -252,9 +196,11 @@ class TrainingJob:
         self.scheduler = scheduler or SCHEDULER
         self.data, self.test_limit = data, test_limit
         self.model = model                 # set for resume-in-memory; the result after
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.progress = Progress()
+        self.progress = Progress()        # written by the worker under _lock
+        self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []   # events not yet drained
         self._stop = threading.Event()
+        self._interrupt = ""              # why the server (not the user) stopped it
         self._thread: threading.Thread | None = None
         self._queue_position: int | None = None
         if resume is not None:
@@ -274,8 +220,11 @@ class TrainingJob:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Ask the run to stop; honoured after the current batch."""
+    def stop(self, interrupt: str = "") -> None:
+        """Ask the run to stop; honoured after the current batch. ``interrupt`` (a
+        sentence) marks a stop by the server: the run is saved as interrupted."""
+        if interrupt and not self._stop.is_set():
+            self._interrupt = interrupt
         self._stop.set()
 
     @property
@@ -287,24 +236,35 @@ class TrainingJob:
             self._thread.join(timeout)
 
     def drain(self) -> list[dict[str, Any]]:
-        """Move every pending event into :attr:`progress`; return them in order."""
-        out = []
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                break
-            self.progress.apply(event)
-            out.append(event)
-        if self.progress.state == "queued":
-            pos = self.scheduler.position(self.id)
-            if pos:
-                self.progress.queue_position = pos
+        """The events since the last drain, in order (one reader; pages use
+        :meth:`snapshot`, which every reader can call)."""
+        with self._lock:
+            out, self._pending = self._pending, []
         return out
+
+    def snapshot(self) -> Progress:
+        """A consistent copy of the progress, with the current queue position."""
+        with self._lock:
+            p = copy.copy(self.progress)
+            p.batches, p.epochs = list(p.batches), list(p.epochs)
+            p.warnings = list(p.warnings)
+        if p.state == "queued":
+            p.queue_position = self.scheduler.position(self.id) or p.queue_position
+        return p
+
+    @property
+    def done(self) -> bool:
+        with self._lock:
+            return self.progress.done
 
     # -- worker thread ---------------------------------------------------------------
     def _emit(self, kind: str, **payload: Any) -> None:
-        self.events.put({"kind": kind, **payload})
+        event = {"kind": kind, **payload}
+        with self._lock:
+            self.progress.apply(event)
+            self._pending.append(event)
+            if len(self._pending) > MAX_PENDING_EVENTS:     # nobody drains: keep it bounded
+                del self._pending[:MAX_PENDING_EVENTS // 2]
 
     def _warn(self, message: str) -> None:
         self._emit("warning", message=message)
@@ -326,7 +286,8 @@ class TrainingJob:
             t0 = time.perf_counter()
             status, message = self._train(t0)
         except _Stop:
-            status, message = "stopped", "Stopped before training began."
+            status = "stopped"
+            message = " ".join(("Stopped before training began.", self._interrupt)).strip()
         except LayerLabError as err:
             status, message = "failed", str(err)
         except MemoryError:
@@ -353,7 +314,8 @@ class TrainingJob:
         if self.store is None:
             return
         try:
-            if self.model is not None and self.run.status in ("finished", "stopped"):
+            if self.model is not None and self.run.status in ("finished", "stopped",
+                                                              "interrupted"):
                 self.store.save_model(self.run.id, self.model)
             self.store.save_run(self.run)
         except LayerLabError as err:
@@ -425,6 +387,10 @@ class TrainingJob:
         ev = evaluate(model, data.x_test, data.y_test)
         run.test_accuracy, run.test_loss = ev.accuracy, ev.loss
         run.confusion = ev.confusion.tolist()
+        if self._interrupt:
+            return "interrupted", (f"{self._interrupt} It was saved after "
+                                   f"{run.epochs_done} full epoch(s) (test accuracy "
+                                   f"{ev.accuracy:.2%}); resume it from the Train page.")
         if self._stop.is_set():
             return "stopped", (f"Stopped by you after {run.epochs_done} full epoch(s); "
                                f"test accuracy of the last weights {ev.accuracy:.2%}.")

@@ -83,6 +83,27 @@ def init_session() -> None:
     st.session_state.setdefault("job", None)          # the TrainingJob of this session
     st.session_state.setdefault("session_models", {})  # run id -> keras model in memory
     st.session_state.setdefault("builder_spec", None)  # a ModelSpec from the Builder
+    _keep_workspace_runs_alive()
+
+
+def _keep_workspace_runs_alive() -> None:
+    """Tell the job registry a page of this workspace is open (every page view), and
+    while the workspace has a live run, every 30 s from any page: a run is stopped as
+    orphaned only when no page of its workspace is open (see core/jobs.py)."""
+    from core.jobs import REGISTRY
+
+    ws = st.session_state.get("workspace")
+    if not ws:
+        return
+    REGISTRY.heartbeat(ws)
+    if REGISTRY.live(ws) is not None:
+        st.fragment(_heartbeat, run_every=30)(ws)             # draws nothing
+
+
+def _heartbeat(workspace: str) -> None:
+    from core.jobs import REGISTRY
+
+    REGISTRY.heartbeat(workspace)
 
 
 @st.cache_resource(show_spinner="Loading MNIST…")
@@ -128,11 +149,30 @@ def store() -> RunStore:
     return RunStore()
 
 
+def workspace_job():
+    """This workspace's training job: the one the server holds for the workspace (so a
+    reload or a second tab re-attaches to a live run), else this session's last one."""
+    from core.jobs import REGISTRY
+
+    job = REGISTRY.get(st.session_state.get("workspace") or "")
+    if job is not None:
+        st.session_state.job = job
+    return st.session_state.get("job")
+
+
 def session_runs() -> list[Run]:
-    """This workspace's runs on disk plus any only kept in memory."""
+    """This workspace's runs on disk plus any only kept in memory. A run still training
+    in this process shows as running (on disk its last checkpoint reads as interrupted),
+    so no page offers it for resume."""
+    from core.jobs import REGISTRY
+
+    live = REGISTRY.live_run_ids()
     runs = {r.id: r for r in store().list_runs(st.session_state.workspace)}
-    job = st.session_state.get("job")
-    if job is not None and job.progress.done and job.run.id not in runs:
+    for run in runs.values():
+        if run.id in live:
+            run.status = "running"
+    job = workspace_job()
+    if job is not None and job.done and job.run.id not in runs:
         runs[job.run.id] = job.run
     return sorted(runs.values(), key=lambda r: r.created, reverse=True)
 

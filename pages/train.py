@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -12,100 +13,184 @@ from core.modelio import weights_to_npz
 from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec
+from core.calibration import short_recipe_warning
+from core.jobs import REGISTRY, ceiling_problem
+from core.spec import check_cost, infer_shapes
 from core.training import SCHEDULER, TrainingJob
 from pages.common import (device_info, model_choices, run_label, session_runs, show_error,
-                          store)
+                          store, workspace_job)
 from pages.widgets import confusion_chart
 
 st.title("🏋️ Train")
-job: TrainingJob | None = st.session_state.job
-busy = job is not None and not job.progress.done and (job.alive or not job.events.empty())
+WS = st.session_state.workspace
+FORM = "train_form"     # the user's choices, kept for the browser session across pages
+job: TrainingJob | None = workspace_job()      # the workspace's run, from any tab
+busy = job is not None and not job.done
+blocked = busy                                  # Start stays off while a run is live
+
+
+def keep(key: str, default: Any, options: list | None = None) -> str:
+    """``key`` for a widget, seeded with the user's last value (Streamlit forgets the
+    state of a widget that a page switch did not draw) or else ``default``."""
+    saved = st.session_state.setdefault(FORM, {}).get(key, default)
+    if options is not None and saved not in options:
+        saved = default
+    if key not in st.session_state:
+        st.session_state[key] = saved
+    return key
+
+
+def remember() -> None:
+    """Save every Train widget's value into the session's form."""
+    form = st.session_state.setdefault(FORM, {})
+    for key, value in st.session_state.items():
+        if isinstance(key, str) and key.startswith(("tr_", "train_source", "train_preset",
+                                                    "train_resume")):
+            form[key] = value
+
+
+def recipe_rows(run_name: str, spec: ModelSpec, recipe: Recipe) -> pd.DataFrame:
+    """The running run's settings as a two-column table (shown, never edited)."""
+    images = f"{recipe.train_subset:,}" if recipe.train_subset else "all 60,000"
+    rows = [("Run name", run_name), ("Network", spec.name),
+            ("Optimizer", recipe.optimizer), ("Learning rate", f"{recipe.learning_rate:g}"),
+            ("Schedule", recipe.schedule), ("Batch size", f"{recipe.batch_size:,}"),
+            ("Epochs", f"{recipe.epochs:,}"),
+            ("Validation split", f"{recipe.validation_split:g}"),
+            ("Training images", images), ("Seed", str(recipe.seed)),
+            ("Light augmentation", "yes" if recipe.augment else "no"),
+            ("Mixed precision", "yes" if recipe.mixed_precision else "no")]
+    return pd.DataFrame(rows, columns=["Setting", "Value"])
+
+
+if busy:
+    # While a run trains, the page shows that run's recipe; the user's own choices wait
+    # in the session's form and come back after it ends.
+    st.caption("This workspace is training the run below; its recipe (read-only). Your "
+               "own settings come back when it ends.")
+    st.table(recipe_rows(job.run.name, job.spec, job.recipe).set_index("Setting"))
 
 # -- what to train ---------------------------------------------------------------------
-sources = ["Preset", "Resume one of my runs"]
-if st.session_state.builder_spec is not None:
-    sources.append("Stack from the Builder")
-source = st.radio("Train", sources, horizontal=True, key="train_source", disabled=busy)
-resume_run = None
-if source == "Preset":
-    name = st.selectbox("Preset", list(PRESETS), key="train_preset", disabled=busy,
-                        index=list(PRESETS).index("fast_cnn") if "fast_cnn" in PRESETS else 0,
-                        format_func=lambda n: f"{n} — {PRESETS[n].expected_params:,} params")
-    spec, defaults = PRESETS[name].spec, PRESETS[name].recipe
-elif source == "Resume one of my runs":
-    runs = [r for r in session_runs() if r.status in ("finished", "stopped", "interrupted")
-            and r.epochs_done > 0]
-    if not runs:
-        st.info("You have no runs to resume yet. Train a preset first.")
-        st.stop()
-    labels = {run_label(r, f"{r.epochs_done} epochs", r.status): r for r in runs}
-    resume_run = labels[st.selectbox("Run", list(labels), key="train_resume", disabled=busy)]
-    spec = ModelSpec.from_dict(resume_run.spec)
-    defaults = Recipe.from_dict(resume_run.recipe)
-    name = resume_run.name
-else:
-    spec = st.session_state.builder_spec
-    defaults, name = Recipe(epochs=5, batch_size=128), spec.name
+if not busy:
+    sources = ["Preset", "Resume one of my runs"]
+    if st.session_state.builder_spec is not None:
+        sources.append("Stack from the Builder")
+    source = st.radio("Train", sources, horizontal=True,
+                      key=keep("train_source", sources[0], sources))
+    resume_run = None
+    if source == "Preset":
+        names = list(PRESETS)
+        name = st.selectbox("Preset", names, key=keep("train_preset", "fast_cnn"
+                                                      if "fast_cnn" in PRESETS else names[0],
+                                                      names),
+                            format_func=lambda n: f"{n} — {PRESETS[n].expected_params:,} "
+                                                  f"params")
+        spec, defaults = PRESETS[name].spec, PRESETS[name].recipe
+    elif source == "Resume one of my runs":
+        runs = [r for r in session_runs() if r.status in ("finished", "stopped",
+                                                           "interrupted")
+                and r.epochs_done > 0]
+        if not runs:
+            remember()
+            st.info("You have no runs to resume yet. Train a preset first.")
+            st.stop()
+        labels = {run_label(r, f"{r.epochs_done} epochs", r.status): r for r in runs}
+        resume_run = labels[st.selectbox("Run", list(labels),
+                                         key=keep("train_resume", list(labels)[0],
+                                                  list(labels)))]
+        spec = ModelSpec.from_dict(resume_run.spec)
+        defaults = Recipe.from_dict(resume_run.recipe)
+        name = resume_run.name
+    else:
+        spec = st.session_state.builder_spec
+        defaults, name = Recipe(epochs=5, batch_size=128), spec.name
+        try:
+            n_params = sum(i.total_params for i in infer_shapes(spec))
+            st.text(f"Stack from the Builder: {spec.name}, {len(spec.layers)} layers, "
+                    f"{n_params:,} parameters.")
+        except LayerLabError as err:
+            show_error(err)
+            st.stop()
 
 # -- recipe ------------------------------------------------------------------------------
-k = f"{source}_{name}"   # widget keys per network, so each gets its own defaults
-with st.expander("Recipe", expanded=not busy):
-    c = st.columns(4)
-    optimizer = c[0].selectbox("Optimizer", OPTIMIZERS, key=f"tr_opt_{k}",
-                               index=OPTIMIZERS.index(defaults.optimizer), disabled=busy)
-    lrs = [1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 1e-1]
-    lr = c[1].select_slider("Learning rate", lrs, key=f"tr_lr_{k}", disabled=busy,
-                            value=min(lrs, key=lambda v: abs(v - defaults.learning_rate)))
-    schedule = c[2].selectbox("Schedule", SCHEDULES, key=f"tr_sched_{k}", disabled=busy,
-                              index=SCHEDULES.index(defaults.schedule),
-                              help="one_cycle: warm up, then anneal; step: ÷10 at 50% and 75%")
-    batches = [16, 32, 64, 128, 256, 512, 1024]
-    batch = c[3].select_slider("Batch size", batches, key=f"tr_bs_{k}", disabled=busy,
-                               value=defaults.batch_size if defaults.batch_size in batches
-                               else 128)
-    c = st.columns(4)
-    epochs = c[0].slider("Epochs" + (" (more)" if resume_run else ""), 1, 30, key=f"tr_ep_{k}",
-                         value=min(defaults.epochs, 30) if not resume_run else 2,
-                         disabled=busy)
-    val = c[1].slider("Validation split", 0.0, 0.3, float(defaults.validation_split), 0.05,
-                      key=f"tr_val_{k}", disabled=busy or resume_run is not None)
-    subsets = {"1,000": 1000, "5,000": 5000, "10,000": 10000, "30,000": 30000, "all 60,000": None}
-    sub_default = next((lbl for lbl, v in subsets.items() if v == defaults.train_subset),
-                       "all 60,000")
-    subset = c[2].selectbox("Training images", list(subsets), key=f"tr_sub_{k}",
-                            index=list(subsets).index(sub_default),
-                            disabled=busy or resume_run is not None,
-                            help="Fewer images train faster: good for a quick classroom demo.")
-    seed = c[3].number_input("Seed", 0, 2**31 - 1, int(defaults.seed), key=f"tr_seed_{k}",
-                             disabled=busy)
-    c = st.columns(2)              # two wide columns: a checkbox label never wraps
-    augment = c[0].checkbox("Light augmentation", value=defaults.augment, key=f"tr_aug_{k}",
-                            disabled=busy, help="Random shifts of up to ±8% and rotations "
-                                                "of up to ±10° of each training image.")
-    has_gpu = "tensorflow" in sys.modules and device_info().kind == "GPU"
-    mixed = c[1].checkbox("Mixed precision (float16)", value=False, key=f"tr_mp_{k}",
-                          disabled=busy or not has_gpu,
-                          help="Only on a GPU: faster and lighter, same accuracy." if has_gpu
-                          else "Offered only when a GPU is present.")
-run_name = st.text_input("Run name", value=name, key=f"tr_name_{k}", max_chars=48,
-                         disabled=busy)
+if not busy:
+    k = f"{source}_{name}"   # widget keys per network, so each gets its own defaults
+    with st.expander("Recipe", expanded=True):
+        c = st.columns(4)
+        optimizer = c[0].selectbox("Optimizer", OPTIMIZERS,
+                                   key=keep(f"tr_opt_{k}", defaults.optimizer, OPTIMIZERS))
+        lrs = [1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 1e-1]
+        lr = c[1].select_slider("Learning rate", lrs, key=keep(
+            f"tr_lr_{k}", min(lrs, key=lambda v: abs(v - defaults.learning_rate)), lrs))
+        schedule = c[2].selectbox("Schedule", SCHEDULES,
+                                  key=keep(f"tr_sched_{k}", defaults.schedule, SCHEDULES),
+                                  help="one_cycle: warm up, then anneal; step: ÷10 at 50% "
+                                       "and 75%")
+        batches = [16, 32, 64, 128, 256, 512, 1024]
+        batch = c[3].select_slider("Batch size", batches, key=keep(
+            f"tr_bs_{k}", defaults.batch_size if defaults.batch_size in batches else 128,
+            batches))
+        c = st.columns(4)
+        epochs = c[0].slider("Epochs" + (" (more)" if resume_run else ""), 1, 30,
+                             key=keep(f"tr_ep_{k}", min(defaults.epochs, 30)
+                                      if not resume_run else 2, list(range(1, 31))))
+        val = c[1].slider("Validation split", 0.0, 0.3, step=0.05,
+                          key=keep(f"tr_val_{k}", float(defaults.validation_split)),
+                          disabled=resume_run is not None)
+        subsets = {"1,000": 1000, "5,000": 5000, "10,000": 10000, "30,000": 30000,
+                   "all 60,000": None}
+        sub_default = next((lbl for lbl, v in subsets.items() if v == defaults.train_subset),
+                           "all 60,000")
+        subset = c[2].selectbox("Training images", list(subsets),
+                                key=keep(f"tr_sub_{k}", sub_default, list(subsets)),
+                                disabled=resume_run is not None,
+                                help="Fewer images train faster: good for a quick classroom "
+                                     "demo.")
+        seed = c[3].number_input("Seed", 0, 2**31 - 1,
+                                 key=keep(f"tr_seed_{k}", int(defaults.seed)))
+        c = st.columns(2)              # two wide columns: a checkbox label never wraps
+        augment = c[0].checkbox("Light augmentation",
+                                key=keep(f"tr_aug_{k}", bool(defaults.augment)),
+                                help="Random shifts of up to ±8% and rotations of up to "
+                                     "±10° of each training image.")
+        has_gpu = "tensorflow" in sys.modules and device_info().kind == "GPU"
+        mixed = c[1].checkbox("Mixed precision (float16)", key=keep(f"tr_mp_{k}", False),
+                              disabled=not has_gpu,
+                              help="Only on a GPU: faster and lighter, same accuracy."
+                              if has_gpu else "Offered only when a GPU is present.")
+    run_name = st.text_input("Run name", key=keep(f"tr_name_{k}", name), max_chars=48)
+    remember()
 
-# -- start / stop -----------------------------------------------------------------------
-b = st.columns([1, 1, 4])
-if b[0].button("▶ Start", type="primary", key="train_start", disabled=busy):
+    # -- checks before Start: each a sentence, shown before the user presses it --------
     try:
         recipe = Recipe(optimizer=optimizer, learning_rate=lr, schedule=schedule,
                         batch_size=batch, epochs=epochs, validation_split=val,
                         augment=augment, train_subset=subsets[subset], seed=int(seed),
                         mixed_precision=mixed).check()
+        check_cost(spec, recipe.batch_size)
+        ceiling = ceiling_problem(recipe, REGISTRY.max_run_images)
+        if ceiling:
+            st.error(ceiling, icon="⚠️")
+            blocked = True
+        short = short_recipe_warning(recipe)
+        if short:
+            st.warning(short)
+    except LayerLabError as err:
+        show_error(err)
+        blocked = True
+
+# -- start / stop -----------------------------------------------------------------------
+b = st.columns([1, 1, 4])
+if b[0].button("▶ Start", type="primary", key="train_start", disabled=busy or blocked):
+    try:
         model = None
         if resume_run is not None:
             model = st.session_state.session_models.get(resume_run.id)
-        if job is not None and job.model is not None and job.progress.done:
+        if job is not None and job.model is not None and job.done:
             st.session_state.session_models[job.run.id] = job.model   # keep the last one
-        st.session_state.job = TrainingJob(
-            spec, recipe, name=run_name.strip() or name, workspace=st.session_state.workspace,
-            store=store(), resume=resume_run, model=model).start()
+        new_job = TrainingJob(spec, recipe, name=run_name.strip() or name, workspace=WS,
+                              store=store(), resume=resume_run, model=model)
+        st.session_state.job = REGISTRY.submit(WS, new_job)   # refused with a sentence
         st.rerun()
     except LayerLabError as err:
         show_error(err)
@@ -152,15 +237,16 @@ def curves(progress) -> None:
         col.altair_chart(chart, width="stretch")
 
 
-def live() -> None:
-    job: TrainingJob | None = st.session_state.job
+def live(watching: str | None) -> None:
+    """The workspace's run as it trains; ``watching`` is the id of the job that was live
+    when the page was drawn (None: nothing to poll)."""
+    REGISTRY.heartbeat(WS)                  # a page of this workspace is open
+    job: TrainingJob | None = workspace_job()
     if job is None:
         st.info("Choose a network and a recipe, then press **Start**. Training runs in the "
                 "background: you can visit other pages and come back.")
         return
-    was_done = job.progress.done
-    job.drain()
-    p = job.progress
+    p = job.snapshot()                      # the same for every tab of the workspace
     if p.state == "queued":
         st.warning(f"Waiting for a free training slot: position {p.queue_position or 1} in "
                    f"the queue (the server trains {SCHEDULER.max_active} runs at once).")
@@ -175,30 +261,34 @@ def live() -> None:
     last = p.epochs[-1] if p.epochs else {}
     m[2].metric("Validation accuracy",
                 f"{last['val_accuracy']:.2%}" if "val_accuracy" in last else "—")
-    m[3].metric("Elapsed", f"{p.elapsed_s:.0f} s")
+    m[3].metric("Elapsed", f"{p.elapsed_s:.0f} s",
+                help="Wall-clock time since the run left the queue: loading the data, "
+                     "building the model, the epochs and, at the end, the test evaluation. "
+                     "“Training time” counts the epochs only.")
     if p.device:
         st.caption(f"Training on {p.device}.")
     for w in p.warnings:
         st.warning(w)
     curves(p)
-    if p.done and not was_done:
+    if watching is not None and (p.done or job.id != watching):
         st.rerun(scope="app")      # stop polling; show the results section
 
 
-fragment_every = 0.5 if busy else None
-st.fragment(live, run_every=fragment_every)()
+st.fragment(live, run_every=0.5 if busy else None)(job.id if busy else None)
 
 # -- results -----------------------------------------------------------------------------
-if job is not None and job.progress.done:
-    run, p = job.run, job.progress
-    (st.success if p.state == "finished" else st.warning if p.state == "stopped"
-     else st.error)(p.message)
+if job is not None and not busy:             # "busy" as decided at the top
+    run, p = job.run, job.snapshot()
+    (st.success if p.state == "finished" else st.warning
+     if p.state in ("stopped", "interrupted") else st.error)(p.message)
     if run.test_accuracy is not None:
         c = st.columns(4)
         c[0].metric("Test accuracy", f"{run.test_accuracy:.2%}")
         c[1].metric("Test loss", f"{run.test_loss:.4f}")
         c[2].metric("Parameters", f"{run.params:,}")
-        c[3].metric("Training time", f"{run.wall_time_s:.1f} s")
+        c[3].metric("Training time", f"{run.wall_time_s:.1f} s",
+                    help="The epochs only; “Elapsed” above also counts loading the data, "
+                         "building the model and the test evaluation.")
         errors_label = next((lbl for lbl, key in model_choices().items() if key == run.id),
                             None)
         if errors_label and st.button("Open its confusion matrix on the Errors page ❌",
