@@ -15,6 +15,7 @@ from core.imaging import (SEPARATOR, anchors, colorize, enlarge, labelled_grid, 
 from core.inspector import (Inspection, Inspector, filter_images, inspector_for,
                             robustness_variants)
 from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
+from core.wording import plural
 from pages import handoff
 from pages.common import PRETRAINED_PREFIX, load_choice, mnist, model_choices, show_error
 from pages.widgets import digit_grid
@@ -189,7 +190,7 @@ def test_image(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
         if len(wrong) == 0:
             st.success("This model reads every test image correctly.")
             return None, [], ""
-        st.caption(f"This model gets {len(wrong):,} of {n:,} test images wrong.")
+        st.caption(f"This model gets {len(wrong):,} of {plural(n, 'test image')} wrong.")
         key = f"draw_test_wrong_{id(inspector)}"
         if st.button("Another misclassified one", key="draw_test_wrong") \
                 or key not in st.session_state:

@@ -13,6 +13,7 @@ from core.analysis import BASELINE_LABEL, confusion_difference, error_changes
 from core.errors import LayerLabError
 from core.evaluation import cell_indices, per_class_metrics
 from core.imaging import enlarge
+from core.wording import plural
 from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import CELL, confusion_chart
@@ -108,7 +109,7 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
                               "model."):
                 send_to_draw(int(idx), model_key)
     if len(indices) > GALLERY_MAX:
-        st.caption(f"Showing {GALLERY_MAX} of {len(indices):,} images, most confident "
+        st.caption(f"Showing {GALLERY_MAX} of {plural(len(indices), 'image')}, most confident "
                    f"first.")
 
 
@@ -220,7 +221,7 @@ with right:
                      key="err_which")
     picked = changes[{"fixed by B": "fixed", "new errors of B": "new",
                       "wrong in both": "both"}[which]]
-    st.caption(f"{len(picked):,} images, below; probabilities shown are model B's."
+    st.caption(f"{plural(len(picked), 'image')}, below; probabilities shown are model B's."
                if len(picked) else "None.")
 if len(picked):            # full width: room for each image's Inspect button
     gallery(picked, result_b.probabilities, "err_cmp", choice_b)

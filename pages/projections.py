@@ -16,6 +16,7 @@ from core.errors import LayerLabError
 from core.imaging import enlarge
 from core.projection_jobs import plan_map, submit
 from core.projections import METHOD_LABELS, ProjectionRequest, fitted_map, resolve
+from core.wording import plural
 from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import digit_grid
@@ -178,8 +179,8 @@ if proj is None:
                 st.stop()
     else:
         if job is not None:
-            st.info("Another map of yours is still being computed; this one will start "
-                    "after it.")
+            st.info("Another map of yours is still being computed: computing this one "
+                    "cancels it (one map per workspace at a time).")
         st.info(f"This {method_label} map of {n_points:,} points is not computed yet. "
                 f"t-SNE of the 10,000 test images takes about half a minute, UMAP of all "
                 f"60,000 training images a few minutes; maps are kept on disk afterwards.")
@@ -298,7 +299,7 @@ if "x" in box and "y" in box:
     from core.projections import points_in_box
 
     inside = df.iloc[points_in_box(proj.embedding, box["x"], box["y"])]
-    st.subheader(f"{len(inside):,} images in the selected region")
+    st.subheader(f"{plural(len(inside), 'image')} in the selected region")
     if len(inside):
         counts = inside["digit"].value_counts().sort_index()
         st.caption("By true digit: " + ", ".join(f"{d}: {n}" for d, n in counts.items()))

@@ -17,8 +17,10 @@ from core.calibration import short_recipe_warning
 from core.jobs import REGISTRY, ceiling_problem
 from core.spec import check_cost, infer_shapes
 from core.training import SCHEDULER, TrainingJob
-from pages.common import (device_info, model_choices, run_label, session_runs, show_error,
-                          store, workspace_job)
+from core.wording import plural
+from pages.common import (data_available, device_info, model_choices, run_label,
+                          session_runs, show_data_problem, show_error, store, workspace_job)
+from pages.handoff import choose_model
 from pages.widgets import confusion_chart
 
 st.title("🏋️ Train")
@@ -94,7 +96,7 @@ if not busy:
             remember()
             st.info("You have no runs to resume yet. Train a preset first.")
             st.stop()
-        labels = {run_label(r, f"{r.epochs_done} epochs", r.status): r for r in runs}
+        labels = {run_label(r, plural(r.epochs_done, "epoch"), r.status): r for r in runs}
         resume_run = labels[st.selectbox("Run", list(labels),
                                          key=keep("train_resume", list(labels)[0],
                                                   list(labels)))]
@@ -106,7 +108,7 @@ if not busy:
         defaults, name = Recipe(epochs=5, batch_size=128), spec.name
         try:
             n_params = sum(i.total_params for i in infer_shapes(spec))
-            st.text(f"Stack from the Builder: {spec.name}, {len(spec.layers)} layers, "
+            st.text(f"Stack from the Builder: {spec.name}, {plural(len(spec.layers), 'layer')}, "
                     f"{n_params:,} parameters.")
         except LayerLabError as err:
             show_error(err)
@@ -180,6 +182,9 @@ if not busy:
         blocked = True
 
 # -- start / stop -----------------------------------------------------------------------
+if not data_available():
+    show_data_problem()          # the sentence and "Try again"; nothing trains without data
+    blocked = True
 b = st.columns([1, 1, 4])
 if b[0].button("▶ Start", type="primary", key="train_start", disabled=busy or blocked):
     try:
@@ -249,7 +254,7 @@ def live(watching: str | None) -> None:
     p = job.snapshot()                      # the same for every tab of the workspace
     if p.state == "queued":
         st.warning(f"Waiting for a free training slot: position {p.queue_position or 1} in "
-                   f"the queue (the server trains {SCHEDULER.max_active} runs at once).")
+                   f"the queue (the server trains {plural(SCHEDULER.max_active, 'run')} at once).")
     elif p.state == "running":
         eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
         st.progress(p.fraction, text=f"Epoch {min(p.epoch + 1, p.epochs_total)}/"
@@ -289,11 +294,9 @@ if job is not None and not busy:             # "busy" as decided at the top
         c[3].metric("Training time", f"{run.wall_time_s:.1f} s",
                     help="The epochs only; “Elapsed” above also counts loading the data, "
                          "building the model and the test evaluation.")
-        errors_label = next((lbl for lbl, key in model_choices().items() if key == run.id),
-                            None)
-        if errors_label and st.button("Open its confusion matrix on the Errors page ❌",
-                                   key="train_to_errors"):
-            st.session_state.err_model = errors_label   # preselect this run there
+        if run.id in model_choices().values() and st.button(
+                "Open its confusion matrix on the Errors page ❌", key="train_to_errors"):
+            choose_model("errors", run.id)                 # by id, never by label text
             st.switch_page("pages/errors.py")
         with st.expander("Confusion matrix (rows = true digit, columns = predicted)"):
             st.altair_chart(confusion_chart(run.confusion, height=360), width="stretch",
