@@ -201,3 +201,13 @@ def test_generated_script_of_a_run_runs_and_learns(quick, tmp_path):
         params_of(spec)
     assert float(printed(r"Test accuracy: ([\d.]+)", done.stdout)) >= 0.75  # 92% measured
     assert re.search(r"val_accuracy: [\d.]+", done.stdout)     # from the refit callback
+
+
+# -- the Models page offers both for every preset ---------------------------------------------
+def test_models_page_offers_notebook_and_script(open_page):
+    at = open_page("models")
+    for name in ("fast_cnn", "warmup_mlp"):
+        at.selectbox(key="models_preset").set_value(name).run()
+        assert not at.exception
+        labels = [button.proto.label for button in at.get("download_button")]
+        assert {"Download notebook (.ipynb)", "Download training script (.py)"} <= set(labels)
