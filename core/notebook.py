@@ -18,6 +18,7 @@ packages; the tests validate it with nbformat and execute it with nbclient).
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 from core.export import build_model_lines
@@ -134,8 +135,7 @@ def schedule_code(recipe: Recipe) -> str:
 
 def dataset_code(recipe: Recipe) -> str:
     """``make_dataset(x, y)``: shuffled batches as Layer Lab's engine makes them."""
-    aug = ("\n"
-           "    # Small shifts and turns, drawn afresh every batch: the model sees digits\n"
+    aug = ("    # Small shifts and turns, drawn afresh every batch: the model sees digits\n"
            "    # written a little off-centre or slanted, as people write them.\n"
            "    augment = keras.Sequential([\n"
            "        layers.RandomTranslation(0.08, 0.08, fill_mode=\"constant\", seed=SEED),\n"
@@ -164,8 +164,9 @@ def fit_code(recipe: Recipe, batch_norm: bool) -> str:
             f"model.compile(optimizer={optimizer},\n"
             "              loss=\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"])\n"
             "validation = (x_val, y_val) if len(x_val) else None\n"
+            f"callbacks = [{', '.join(callbacks)}]\n"
             f"history = model.fit(make_dataset(x_train, y_train), epochs=EPOCHS,{validation}\n"
-            f"                    callbacks=[{', '.join(callbacks)}], verbose=2)\n")
+            f"                    callbacks=callbacks, verbose=2)\n")
 
 
 def model_code(spec: ModelSpec) -> str:
@@ -248,18 +249,24 @@ def to_script(spec: ModelSpec, recipe: Recipe, **details: Any) -> str:
     True
     """
     parts = cells(spec, recipe, **details)
-    first = parts[0][1].splitlines()
     title = docstring_text(details.get("title") or spec.name)
     header = ['"""', f"{title}: reproduce a Layer Lab run.", "",
-              *(line for line in first[2:]), "",
+              *_wrapped(parts[0][1].splitlines()[2:]), "",
               "Run with `python this_file.py` (plots open in windows).", '"""']
-    body = []
+    body, after_text = "", False
     for kind, source in parts[1:]:
+        body += "\n\n" if after_text else "\n\n\n"   # a section's text sits close to its code
         if kind == "markdown":
-            body.append("\n".join(("# " + line).rstrip() for line in source.splitlines()))
+            body += "\n".join(("# " + line).rstrip() for line in _wrapped(source.splitlines()))
         else:
-            body.append(source.rstrip("\n"))
-    return "\n".join(header) + "\n" + "\n\n".join(body) + "\n"
+            body += source.rstrip("\n")
+        after_text = kind == "markdown"
+    return "\n".join(header) + body + "\n"
+
+
+def _wrapped(lines: list[str], width: int = 86) -> list[str]:
+    """Lines wrapped to ``width`` characters, blank lines kept."""
+    return [part for line in lines for part in (textwrap.wrap(line, width) or [""])]
 
 
 def _run_parts(run: Any) -> tuple[ModelSpec, Recipe, dict[str, Any]]:
