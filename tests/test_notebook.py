@@ -14,7 +14,7 @@ import pytest
 
 from core.notebook import (ENV_EPOCHS, ENV_IMAGES, cells, notebook_for_preset,
                            notebook_for_run, schedule_code, script_for_preset, script_for_run,
-                           to_notebook, to_script)
+                           to_script)
 from core.notebook_code import BATCH_NORM_CODE, DATA_CODE
 from core.presets import PRESETS, get_preset
 from core.recipe import SCHEDULES, Recipe, lr_at
@@ -110,7 +110,7 @@ def test_every_preset_gives_a_valid_notebook_and_a_compiling_script(name):
     compile(script, f"{name}.py", "exec")
     assert ("RecalibrateBatchNorm(" in script) == any(
         layer["type"] == "BatchNormalization" for layer in get_preset(name).spec.layers)
-    assert f"keras.utils.set_random_seed(SEED)" in script
+    assert "keras.utils.set_random_seed(SEED)" in script
     assert "keras.Input(shape=(28, 28, 1)" in script
 
 
@@ -162,6 +162,7 @@ def test_run_details_in_the_introduction():
 
 
 # -- executed for real, on 2,000 images -------------------------------------------------------
+@pytest.mark.slow
 def test_generated_notebook_runs_and_learns(quick, mnist, tmp_path):
     import nbclient
     import nbformat
@@ -186,6 +187,7 @@ def test_generated_notebook_runs_and_learns(quick, mnist, tmp_path):
     assert len(images) == 2                       # the curves and the confusion matrix
 
 
+@pytest.mark.slow
 def test_generated_script_of_a_run_runs_and_learns(quick, tmp_path):
     # Batch norm (refitted at epoch ends), a step schedule and augmentation: the BN path.
     quick.setenv(ENV_EPOCHS, "1")
