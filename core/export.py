@@ -30,6 +30,23 @@ def layer_code(info: LayerInfo) -> str:
     return f"layers.{info.type}({', '.join(args)})"
 
 
+def build_model_lines(spec: ModelSpec, infos: list[LayerInfo] | None = None) -> list[str]:
+    """Source lines of ``def build_model()``: ``keras.Input`` first, then one named layer
+    per line (shared by the Keras script and the notebook of :mod:`core.notebook`).
+
+    >>> from core.presets import get_preset
+    >>> lines = build_model_lines(get_preset("keras_example").spec)
+    >>> lines[0], lines[-1]
+    ('def build_model() -> keras.Model:', "    return keras.Model(inputs, x, name='keras_example')")
+    """
+    infos = infer_shapes(spec) if infos is None else infos
+    return ["def build_model() -> keras.Model:",
+            f"    inputs = keras.Input(shape={INPUT_SHAPE!r}, name=\"image\")",
+            "    x = inputs",
+            *(f"    x = {layer_code(info)}(x)" for info in infos),
+            f"    return keras.Model(inputs, x, name={model_name(spec.name)!r})"]
+
+
 def to_keras_script(spec: ModelSpec) -> str:
     """Python source that builds ``spec`` with plain Keras and prints its summary.
 
@@ -51,13 +68,7 @@ def to_keras_script(spec: ModelSpec) -> str:
         "from keras import layers",
         "",
         "",
-        "def build_model() -> keras.Model:",
-        f"    inputs = keras.Input(shape={INPUT_SHAPE!r}, name=\"image\")",
-        "    x = inputs",
-    ]
-    lines += [f"    x = {layer_code(info)}(x)" for info in infos]
-    lines += [
-        f"    return keras.Model(inputs, x, name={model_name(spec.name)!r})",
+        *build_model_lines(spec, infos),
         "",
         "",
         'if __name__ == "__main__":',

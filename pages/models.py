@@ -6,6 +6,7 @@ from core import pretrained
 from core.export import to_keras_script
 from core.modelio import (ImportJob, keras_upload_allowed, load_keras_upload,
                           model_from_spec_and_weights, spec_from_keras)
+from core.notebook import notebook_for_preset, script_for_preset
 from core.preprocess import MAX_FILE_MB
 from core.presets import PRESETS
 from core.stats import human_bytes, human_count, summarize
@@ -73,6 +74,16 @@ d1.download_button("Download Keras script (.py)", script, file_name=f"{name}.py"
                    mime="text/x-python", key="models_dl_py")
 d2.download_button("Download spec (.json)", preset.spec.to_json(), file_name=f"{name}.json",
                    mime="application/json", key="models_dl_json")
+# The preset's whole run (data, model, recipe, evaluation) as code to run elsewhere.
+d3, d4 = st.columns(2)
+d3.download_button("Download notebook (.ipynb)", notebook_for_preset(name),
+                   file_name=f"{name}.ipynb", mime="application/x-ipynb+json",
+                   key="models_dl_ipynb",
+                   help="Trains this preset with its recipe, then evaluates it: a Jupyter "
+                        "notebook in keras-io's style")
+d4.download_button("Download training script (.py)", script_for_preset(name),
+                   file_name=f"{name}_train.py", mime="text/x-python", key="models_dl_train",
+                   help="The same as the notebook, as one Python script")
 with st.expander("Keras code", expanded=False):
     st.code(script, language="python")
 
