@@ -8,14 +8,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.calibration import short_recipe_warning
 from core.errors import LayerLabError
+from core.jobs import REGISTRY, ceiling_problem
 from core.modelio import weights_to_npz
+from core.notebook import notebook_for_run, script_for_run
 from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
-from core.spec import ModelSpec
-from core.calibration import short_recipe_warning
-from core.jobs import REGISTRY, ceiling_problem
-from core.spec import check_cost, infer_shapes
+from core.spec import ModelSpec, check_cost, infer_shapes
 from core.training import SCHEDULER, TrainingJob
 from core.wording import plural
 from pages.common import (data_available, device_info, model_choices, run_label,
@@ -312,6 +312,17 @@ if job is not None and not busy:             # "busy" as decided at the top
             d[2].download_button("Weights (.npz)", weights_to_npz(job.model),
                                  file_name=f"{run.name}.npz", key="train_dl_npz",
                                  help="Import with the spec on the Models page.")
+        try:
+            reproduce = (notebook_for_run(run), script_for_run(run))
+        except LayerLabError as err:
+            show_error(err)
+        else:
+            e = st.columns([1, 1, 3])
+            e[0].download_button("Notebook (.ipynb)", reproduce[0], key="train_dl_ipynb",
+                                 file_name=f"{run.name}.ipynb",
+                                 help="Retrains this run with its exact recipe, step by step.")
+            e[1].download_button("Training script (.py)", reproduce[1], key="train_dl_py",
+                                 file_name=f"{run.name}_train.py")
         new_name = d[3].text_input("Save under a name", value=run.name, key="train_rename",
                                    max_chars=48)
         if d[4].button("Save name", key="train_save_name"):

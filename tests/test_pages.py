@@ -70,6 +70,9 @@ def test_train_page_runs_a_tiny_run(open_page):
     assert metrics["Parameters"] == "34,826"
     assert at.success and "Finished" in at.success[0].value
     assert metrics["Device"].startswith(("CPU", "GPU"))
+    # the run can be taken home: a notebook and a script that retrain it
+    assert {"train_dl_ipynb", "train_dl_py"} <= {getattr(e, "key", None)
+                                                for e in at.get("download_button")}
     # one click opens the run's confusion matrix on the Errors page
     at.button(key="train_to_errors").click().run()
     assert not at.exception
