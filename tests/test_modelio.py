@@ -11,6 +11,7 @@ from core.modelio import (ImportStopped, evaluate_in_batches, import_run, load_k
                           model_from_spec_and_weights, spec_from_keras, weights_to_npz)
 from core.presets import get_preset
 from tests.hostile_files import keras_bytes, still_serves
+from tests.waiting import wait_until
 
 SPEC = get_preset("keras_example").spec
 
@@ -122,7 +123,7 @@ def test_an_import_waits_its_turn_in_the_training_scheduler(model):
     scheduler, store = Scheduler(1), RunStore()
     assert scheduler.acquire("a-run", threading.Event())
     job = ImportJob(model, SPEC, "queued", "ws2", store, scheduler=scheduler).start()
-    _wait_for(lambda: job.position == 1)
+    wait_until(lambda: job.position == 1)
     assert job.fraction == 0.0 and not job.done and store.list_runs("ws2") == []
     scheduler.release("a-run")
     run, _ = job.result(timeout=300)
@@ -131,21 +132,13 @@ def test_an_import_waits_its_turn_in_the_training_scheduler(model):
     waiting = ImportJob(model, SPEC, "given up", "ws2", store, scheduler=scheduler)
     assert scheduler.acquire("b-run", threading.Event())
     waiting.start()
-    _wait_for(lambda: waiting.position == 1)
+    wait_until(lambda: waiting.position == 1)
     waiting.stop()
     with pytest.raises(ImportStopped, match="nothing was saved"):
         waiting.result(timeout=60)
     assert len(store.list_runs("ws2")) == 1
     scheduler.release("b-run")
 
-
-def _wait_for(predicate, timeout=60.0):
-    import time
-
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.02)
 
 
 def test_the_models_page_polls_an_import_to_its_result(open_page, model):

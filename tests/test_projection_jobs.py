@@ -7,6 +7,7 @@ import pytest
 from core import projection_jobs as jobs
 from core import projections as pj
 from core.errors import LayerLabError
+from tests.waiting import wait_until
 
 N = 1000
 
@@ -53,14 +54,6 @@ def test_the_page_plan_follows_the_cache_and_the_sessions_job(mnist, tmp_path):
     assert (plan.projection.embedding == proj.embedding).all()
 
 
-def _wait(predicate, timeout=120.0):
-    import time
-
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.02)
-
 
 def test_one_job_per_workspace_and_a_fair_turn_for_another(mnist, tmp_path):
     """Six maps from workspace A, then one from B: A's first five are cancelled (the
@@ -72,7 +65,7 @@ def test_one_job_per_workspace_and_a_fair_turn_for_another(mnist, tmp_path):
     x, y = mnist.x_test, mnist.y_test
     first = jobs.submit(pj.ProjectionRequest("tsne", n_points=N, seed=100), x, y,
                         cache_dir=tmp_path, workspace=a)
-    _wait(lambda: first.fraction > 0.12)            # t-SNE running in the child process
+    wait_until(lambda: first.fraction > 0.12, 120)          # t-SNE running in the child process
     mine = [first] + [jobs.submit(pj.ProjectionRequest("tsne", n_points=N, seed=100 + i),
                                   x, y, cache_dir=tmp_path, workspace=a)
                       for i in range(1, 6)]
