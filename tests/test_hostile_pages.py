@@ -1,0 +1,210 @@
+"""Hostile input through every page's own widgets (issue 12, "0 raw error boxes"): text
+fields, numbers at their extremes, the ``?ws=`` link, uploads through the pages'
+uploaders, runs whose names are markdown, and session state a page reads back set to
+nonsense. For each: no raw error box (``at.exception``), nothing from the input rendered
+as a link or an image, and a sentence where the input is refused.
+
+Each case is a row (page, name); ``test_page_corpus_kinds`` counts them.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from core.runs import Run, RunStore, new_run_id
+from core.workspace import new_workspace_id
+from tests.test_hostile import IMAGES, SPECS
+
+EVIL = "evil.example"
+# A phishing line: inline code breaking out, bold, a link and an external image.
+PAYLOAD = f"x` **bold** [link](https://{EVIL}) ![i](https://{EVIL}/p.png)"
+TEXTS = {
+    "markdown link and image": PAYLOAD,
+    "HTML and a script": f"<img src=https://{EVIL}/p.png onerror=alert(1)><script>x</script>",
+    "10,000 characters": "A" * 10_000,
+    "NUL bytes": "a\x00b\x00" * 8,
+    "RTL override and zero-width": "\u202e\u200b\u200d\ufeffevil\u2066",
+    "only spaces": " " * 60,
+}
+# Element types whose text Streamlit renders as markdown (links and images included).
+MARKDOWN_BODIES = {"markdown", "caption", "error", "warning", "info", "success", "title",
+                   "header", "subheader", "toast"}
+
+
+# -- what every case asserts -------------------------------------------------------------
+def nodes(node) -> list:
+    """Every element and block under an AppTest node."""
+    children = getattr(node, "children", None) or {}
+    return [node] + [n for child in children.values() for n in nodes(child)]
+
+
+def markdown_texts(at) -> list[str]:
+    """Every string on the page that Streamlit renders as markdown: bodies of markdown,
+    captions, alerts, headings and toasts; widget labels and help; radio options;
+    expander labels."""
+    texts = []
+    for n in nodes(at._tree):
+        proto = getattr(n, "proto", None)
+        if n.type in MARKDOWN_BODIES:
+            texts.append(getattr(proto, "body", "") or str(getattr(n, "value", "")))
+        for name in ("label", "help"):
+            value = getattr(proto, name, None)
+            if isinstance(value, str):
+                texts.append(value)
+        if n.type == "radio":
+            texts += list(proto.options)
+        if getattr(proto, "WhichOneof", None) and proto.DESCRIPTOR.name == "Block" \
+                and proto.WhichOneof("type") == "expandable":
+            texts.append(proto.expandable.label)
+    return texts
+
+
+def assert_safe(at) -> None:
+    """No raw error box, and nothing hostile rendered as markdown: the payload's host
+    never reaches a markdown field (GFM would link even a bare URL), no image syntax."""
+    assert not at.exception, [e.value for e in at.exception]
+    for text in markdown_texts(at):
+        assert EVIL not in text, text
+        assert "![" not in text, text
+        assert "\x00" not in text, repr(text)
+
+
+def refusals(at) -> list[str]:
+    return [e.value for e in [*at.error, *at.warning]]
+
+
+def assert_refused(at, needle: str = "") -> None:
+    """Refused with a sentence: an error or warning that ends with a full stop."""
+    assert_safe(at)
+    said = refusals(at)
+    assert said, "no error or warning shown"
+    assert all(s.rstrip().endswith((".", ".)")) for s in said), said
+    assert any(re.search(needle, s) for s in said), (needle, said)
+
+
+# -- fixtures ----------------------------------------------------------------------------
+@pytest.fixture
+def ws() -> str:
+    return new_workspace_id()
+
+
+def add_run(ws: str, name: str, model=None, **fields) -> Run:
+    """A finished run of the tiny CNN in ``ws`` called ``name`` (model saved if given)."""
+    from core.presets import get_preset
+
+    spec = get_preset("warmup_mlp").spec.to_dict() if model is None else fields.pop("spec")
+    run = Run(id=new_run_id(), name=name, spec=spec,
+              recipe={"optimizer": "adam", "learning_rate": 0.003, "batch_size": 64,
+                      "epochs": 1}, workspace=ws, status="finished", params=9_000,
+              test_accuracy=0.9, test_loss=0.3, epochs_done=1, wall_time_s=3.0,
+              confusion=np.eye(10, dtype=int).tolist(),
+              history={"loss": [0.5], "accuracy": [0.9], "val_loss": [0.4],
+                       "val_accuracy": [0.9]}, **fields)
+    store = RunStore()
+    store.save_run(run)
+    if model is not None:
+        store.save_model(run.id, model)
+    return run
+
+
+@pytest.fixture
+def hostile_runs(ws, tiny_trained):
+    """Two runs named with the markdown payload and the 10,000-character name, with a
+    saved model, in a fresh workspace."""
+    spec, model = tiny_trained
+    return [add_run(ws, PAYLOAD, model, spec=spec.to_dict()),
+            add_run(ws, "B" * 10_000, model, spec=spec.to_dict())]
+
+
+def opened(open_page, page: str | None, ws: str | None = None, **kw):
+    """A page opened in AppTest, in workspace ``ws`` when given (it must hold runs)."""
+    at = open_page(page, query={"ws": ws} if ws else None, **kw)
+    if ws:
+        assert at.session_state["workspace"] == ws
+    return at
+
+
+def text_input(at, label: str):
+    return next(t for t in at.text_input if t.label == label)
+
+
+def number_input(at, label: str):
+    return next(n for n in at.number_input if n.label == label)
+
+
+# -- Home: the link ----------------------------------------------------------------------
+WS_LINKS = {**TEXTS, "percent-encoded markdown": "%5Bx%5D(https%3A%2F%2Fevil.example)",
+            "32 hex digits and a newline": "0" * 32 + "\n", "upper-case hex": "A" * 32,
+            "path traversal": "../../etc/passwd"}
+
+
+@pytest.mark.parametrize("link", list(WS_LINKS), ids=list(WS_LINKS))
+def test_home_hostile_link_gets_a_new_workspace_and_a_sentence(open_page, link):
+    at = open_page(None, query={"ws": WS_LINKS[link]})
+    assert_refused(at, "not valid")
+    assert re.fullmatch(r"[0-9a-f]{32}", at.session_state["workspace"])
+    assert at.title[0].value.endswith("Layer Lab")
+
+
+# -- text fields on every page that has one ----------------------------------------------
+FIELDS = [("builder", "Name"), ("models", "Name"), ("train", "Run name")]
+
+
+@pytest.mark.parametrize("text", list(TEXTS), ids=list(TEXTS))
+@pytest.mark.parametrize("page,label", FIELDS, ids=[f"{p}: {f}" for p, f in FIELDS])
+def test_hostile_text_in_a_field_is_never_rendered(open_page, page, label, text):
+    at = opened(open_page, page)
+    text_input(at, label).input(TEXTS[text]).run()
+    assert_safe(at)
+
+
+# -- Builder -----------------------------------------------------------------------------
+def upload_spec(at, data) -> None:
+    data = data.encode() if isinstance(data, str) else data
+    at.file_uploader(key="builder_upload").set_value(("spec.json", data,
+                                                      "application/json")).run()
+
+
+@pytest.mark.parametrize("name", [n for n, _, _ in SPECS if n != "100 MB of JSON"])
+def test_builder_upload_refuses_hostile_specs_with_a_sentence(open_page, name):
+    make, needle = next((m, e) for n, m, e in SPECS if n == name)
+    if name == "a byte-order mark":       # as bytes the mark is read, then the empty stack
+        needle = "stack is empty"
+    at = opened(open_page, "builder")
+    upload_spec(at, make())
+    assert_refused(at, needle)
+
+
+def test_builder_spec_named_with_markdown_is_not_rendered(open_page):
+    from core.presets import get_preset
+
+    spec = get_preset("keras_example").spec.to_dict()
+    at = opened(open_page, "builder")
+    upload_spec(at, __import__("json").dumps({**spec, "name": PAYLOAD}))
+    assert_safe(at)
+
+
+BUILDER_STATES = {
+    "a layer that is not a dict": [42],
+    "a layer without a type": [{"uid": "a1"}],
+    "a layer of an unknown type": [{"uid": "a1", "type": PAYLOAD}],
+    "a layer list that is a string": PAYLOAD,
+    "100,000 layers": [{"uid": f"u{i}", "type": "Flatten"} for i in range(100_000)],
+    "a parameter of the wrong type": [{"uid": "a1", "type": "Dense", "units": PAYLOAD}],
+}
+
+
+@pytest.mark.parametrize("state", list(BUILDER_STATES), ids=list(BUILDER_STATES))
+def test_builder_survives_a_tampered_layer_list(open_page, state):
+    at = opened(open_page, "builder", state={"builder_layers": BUILDER_STATES[state]})
+    assert_safe(at)
+
+
+@pytest.mark.parametrize("value", [0, -1, 10**9], ids=["0", "-1", "10^9"])
+def test_builder_insert_position_at_extremes(open_page, value):
+    at = opened(open_page, "builder")
+    number_input(at, "Insert at position").set_value(value).run()
+    at.button(key="builder_add").click().run()
+    assert_safe(at)
