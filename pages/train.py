@@ -23,7 +23,7 @@ busy = job is not None and not job.progress.done and (job.alive or not job.event
 
 # -- what to train ---------------------------------------------------------------------
 sources = ["Preset", "Resume one of my runs"]
-if st.session_state.builder_spec is not None:
+if isinstance(st.session_state.builder_spec, ModelSpec):
     sources.append("Stack from the Builder")
 source = st.radio("Train", sources, horizontal=True, key="train_source", disabled=busy)
 resume_run = None

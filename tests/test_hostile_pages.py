@@ -208,3 +208,130 @@ def test_builder_insert_position_at_extremes(open_page, value):
     number_input(at, "Insert at position").set_value(value).run()
     at.button(key="builder_add").click().run()
     assert_safe(at)
+
+
+# -- runs named by their students: every page that lists or shows them -------------------
+RUN_PAGES = ["home", "models", "builder", "train", "compare", "challenge", "draw", "data",
+             "projections", "errors"]
+
+
+@pytest.mark.parametrize("page", RUN_PAGES)
+def test_runs_named_with_markdown_are_never_rendered(open_page, ws, hostile_runs, page):
+    at = opened(open_page, None if page == "home" else page, ws)
+    assert_safe(at)
+
+
+def test_errors_page_with_the_hostile_run_picked(open_page, ws, hostile_runs):
+    at = opened(open_page, "errors", ws)
+    model = at.selectbox(key="err_model")
+    model.select(next(o for o in model.options if "evil" in o)).run()
+    assert_safe(at)
+
+
+# -- Challenge ---------------------------------------------------------------------------
+@pytest.mark.parametrize("text", list(TEXTS), ids=list(TEXTS))
+def test_challenge_hostile_board_name_is_cleaned_or_refused(open_page, ws, text):
+    add_run(ws, "mine")
+    at = opened(open_page, "challenge", ws)
+    at.text_input(key="challenge_name").input(TEXTS[text]).run()
+    at.button(key="challenge_submit").click().run()
+    assert_safe(at)
+    if at.success:
+        assert re.fullmatch(r"Submitted for [A-Za-z0-9 _.\-]{1,24}: .*\.", at.success[0].value)
+    else:
+        assert_refused(at, "name")
+
+
+@pytest.mark.parametrize("text", list(TEXTS), ids=list(TEXTS))
+def test_challenge_hostile_teacher_token_is_refused(open_page, ws, text, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_RESET_TOKEN", "the-real-token-1234")
+    add_run(ws, "mine")
+    at = opened(open_page, "challenge", ws)
+    at.text_input(key="challenge_token").input(TEXTS[text]).run()
+    at.button(key="challenge_reset").click().run()
+    assert_refused(at, "token")
+
+
+@pytest.mark.parametrize("value", [100, 50_000_000], ids=["least", "most"])
+def test_challenge_budget_at_its_extremes_needs_the_token(open_page, ws, value):
+    add_run(ws, "mine")
+    at = opened(open_page, "challenge", ws)
+    number_input(at, "Budget (parameters)").set_value(value).run()
+    at.button(key="challenge_set_budget").click().run()
+    assert_refused(at, "token")
+
+
+# -- Draw & inspect ----------------------------------------------------------------------
+def draw_upload(open_page):
+    at = opened(open_page, "draw")
+    at.radio(key="draw_source").set_value("Upload").run()
+    return at
+
+
+def test_draw_upload_refuses_every_hostile_picture_with_a_sentence(open_page):
+    """The picture corpus of tests/test_hostile.py through the page's own uploader,
+    each under a file name that is itself markdown."""
+    at = draw_upload(open_page)
+    for name, make, needle in IMAGES:
+        at.file_uploader(key="draw_upload").set_value(
+            (f"[{name}](https://{EVIL}).png", make(), "image/png")).run()
+        if needle.startswith("Draw a digit"):          # a hint, not a refusal
+            assert_safe(at)
+            assert any(needle in i.value for i in at.info), (name, [i.value for i in at.info])
+        else:
+            assert_refused(at, re.escape(needle) if "(" not in needle else needle)
+
+
+@pytest.mark.parametrize("value", [-1, 10**9], ids=["-1", "10^9"])
+def test_draw_test_index_at_extremes(open_page, value):
+    at = opened(open_page, "draw")
+    at.radio(key="draw_source").set_value("Test set").run()
+    at.number_input(key="draw_test_index").set_value(value).run()
+    assert_safe(at)
+
+
+DRAW_STATES = {
+    "a sent digit that is text": {"draw_image": PAYLOAD},
+    "a sent digit of the wrong shape": {"draw_image": np.zeros((5000, 5000, 7))},
+    "a sent digit of NaN": {"draw_image": np.full((28, 28), np.nan)},
+    "a sent index past the test set": {"draw_image": np.zeros((28, 28), np.uint8),
+                                       "draw_image_index": 10**9},
+}
+
+
+@pytest.mark.parametrize("state", list(DRAW_STATES), ids=list(DRAW_STATES))
+def test_draw_survives_a_tampered_sent_digit(open_page, state):
+    at = opened(open_page, "draw", state=DRAW_STATES[state])
+    assert_safe(at)
+
+
+# -- the pages that read back what others wrote ------------------------------------------
+OTHER_STATES = {
+    ("projections", "a drawn digit that is text"): {"drawn_digit": PAYLOAD},
+    ("projections", "a huge drawn digit"): {"drawn_digit": np.zeros((4000, 4000))},
+    ("errors", "a chart selection that is not a dict"): {"err_heat": PAYLOAD},
+    ("errors", "a chart selection with markdown points"): {
+        "err_heat": {"selection": {"points": [{"true": PAYLOAD, "predicted": "x"}]}}},
+    ("errors", "a preselected model that is markdown"): {"err_model": PAYLOAD},
+    ("data", "a hardest-images result that is text"): {"data_hardest_models": PAYLOAD},
+    ("train", "a Builder spec that is text"): {"builder_spec": PAYLOAD,
+                                               "train_source": "Stack from the Builder"},
+    ("train", "a training source that is markdown"): {"train_source": PAYLOAD},
+    ("models", "an import job that is text"): {"import_job": PAYLOAD},
+}
+
+
+@pytest.mark.parametrize("page,state", list(OTHER_STATES), ids=[f"{p}: {s}" for p, s in OTHER_STATES])
+def test_pages_survive_tampered_state(open_page, page, state):
+    at = opened(open_page, page, state=OTHER_STATES[(page, state)])
+    assert_safe(at)
+
+
+def test_data_hardest_images_caption_does_not_render_run_names(open_page, ws, hostile_runs):
+    at = opened(open_page, "data", ws)
+    at.multiselect(key="data_models").set_value(
+        [o for o in at.multiselect(key="data_models").options if "pretrained" not in o])
+    at.run()
+    at.button(key="data_hardest").click().run()
+    assert_safe(at)
+    assert any("Wrong for the most" in c.value for c in at.caption)
