@@ -335,3 +335,20 @@ def test_data_hardest_images_caption_does_not_render_run_names(open_page, ws, ho
     at.button(key="data_hardest").click().run()
     assert_safe(at)
     assert any("Wrong for the most" in c.value for c in at.caption)
+
+
+def page_kinds() -> dict[str, int]:
+    """How many hostile inputs each page is tried with in this module."""
+    texts = len(TEXTS)
+    return {"Home": len(WS_LINKS) + 1,
+            "Builder": texts + len(SPECS) - 1 + 1 + len(BUILDER_STATES) + 3 + 1,
+            "Models": texts + 1 + 1, "Train": texts + 2 + 1, "Compare": 1,
+            "Challenge": 2 * texts + 2 + 1,
+            "Draw & inspect": len(IMAGES) + 2 + len(DRAW_STATES) + 1,
+            "Data": 1 + 2, "Projections": 2 + 1, "Errors": 3 + 2}
+
+
+def test_page_corpus_kinds():
+    kinds = page_kinds()
+    assert len(kinds) == 10 and min(kinds.values()) >= 1, kinds
+    assert sum(kinds.values()) >= 130, kinds
