@@ -22,3 +22,17 @@ def span(values: list[int], unit: str) -> str:
     '2,854 to 331,754 parameters'
     """
     return f"{min(values):,} to {max(values):,} {unit}"
+
+
+def plain(text: str, limit: int = 48) -> str:
+    """A user's name made safe for a markdown element (captions, alerts, labels): letters,
+    digits, spaces, '-' and '_' kept, anything else (brackets, '.', ':', '/', controls)
+    shown as '?', so no link, image or autolinked URL; at most ``limit`` characters.
+
+    >>> plain("my net_2"), plain("[x](https://evil.example)")
+    ('my net_2', '?x??https???evil?example?')
+    >>> plain("A" * 60, limit=5)
+    'AAAAA…'
+    """
+    clean = "".join(c if c.isalnum() or c in " -_" else "?" for c in str(text)[:limit])
+    return clean + ("…" if len(str(text)) > limit else "")

@@ -12,6 +12,7 @@ from core.presets import PRESETS
 from core.layers import LAYER_TYPES, LAYERS, Param
 from core.spec import ModelSpec, check_cost, check_spec, default_layer
 from core.stats import compare, human_bytes, human_count, summarize
+from core.wording import plain
 from pages.common import run_label, session_runs, show_error
 from pages.widgets import layer_table, show_layer_table
 
@@ -31,7 +32,17 @@ def load_stack(spec: ModelSpec) -> None:
     S.builder_start = ModelSpec(spec.name, copy.deepcopy(spec.layers))
 
 
-if "builder_layers" not in S:
+def sane_stack(layers) -> bool:
+    """Whether the session's stack is what this page writes: a list of dicts with a uid,
+    a known type and values of each parameter's kind (anything else is started afresh)."""
+    kinds = {"int": int, "float": (int, float), "bool": bool, "choice": str}
+    return isinstance(layers, list) and len(layers) <= 1_000 and all(
+        isinstance(l, dict) and isinstance(l.get("uid"), str) and l.get("type") in LAYERS
+        and all(l.get(n) is None or isinstance(l[n], kinds[p.kind])
+                for n, p in LAYERS[l["type"]].params.items()) for l in layers)
+
+
+if not sane_stack(S.get("builder_layers")):
     load_stack(PRESETS["keras_example"].spec)
 
 
@@ -187,7 +198,7 @@ else:
     except LayerLabError as err:
         st.warning(str(err), icon="⚠️")
     if start_totals:
-        st.caption(f"Against the starting point ({S.builder_start.name}): "
+        st.caption(f"Against the starting point ({plain(S.builder_start.name)}): "
                    f"{compare(start_totals, totals)}.")
     show_layer_table(layer_table(rows, ["#", "layer", "type", "output shape", "params", "MACs",
                                         "activations", "weights fp32", "activation memory"]),

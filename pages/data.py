@@ -10,7 +10,7 @@ import streamlit as st
 from core.analysis import class_counts, class_gallery, intensity_histogram, mean_images
 from core.errors import LayerLabError
 from core.imaging import enlarge
-from core.wording import plural
+from core.wording import plain, plural
 from pages.common import load_choice, mnist, model_choices, require_mnist, show_error
 from pages.widgets import digit_grid
 
@@ -160,13 +160,13 @@ if st.button(f"Find them ({plural(len(picked), 'model')})",
     except LayerLabError as err:
         show_error(err)
 found = st.session_state.get("data_hardest_models")
-if found:
+if found and isinstance(found, dict):
     from core.analysis import hardest_images
 
     preds = np.stack(list(found.values()))
     idx, wrong = hardest_images(list(preds), data.y_test, top)
     st.caption(f"Wrong for the most of these {plural(len(found), 'model')}: "
-               f"{', '.join(found)}. Caption: true label → most common wrong answer.")
+               f"{', '.join(plain(lbl, 60) for lbl in found)}. Caption: true label → most common wrong answer.")
     cols = st.columns(8)
     for n, (i, w) in enumerate(zip(idx, wrong)):
         answers = preds[:, i][preds[:, i] != data.y_test[i]]

@@ -15,7 +15,7 @@ from core.imaging import (SEPARATOR, anchors, colorize, enlarge, labelled_grid, 
 from core.inspector import (Inspection, Inspector, filter_images, inspector_for,
                             robustness_variants)
 from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
-from core.wording import plural
+from core.wording import plain, plural
 from pages import handoff
 from pages.common import PRETRAINED_PREFIX, load_choice, mnist, model_choices, show_error
 from pages.widgets import digit_grid
@@ -134,7 +134,7 @@ def read_input(inspector: Inspector) -> tuple[np.ndarray | None, list[Step], str
             st.info("📁 Upload a PNG or JPEG picture of a handwritten digit.")
             return None, [], ""
         digit, steps = _preprocessed(upload.getvalue(), min_extent=0.03,
-                                     name=f"“{upload.name[:60]}”")
+                                     name=f"“{plain(upload.name, 60)}”")
         return digit, steps, "upload"
     return test_image(inspector)
 

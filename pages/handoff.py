@@ -47,15 +47,26 @@ def send_digit(image: np.ndarray, *, model_key: str | None, source: str,
     show_digit(digit, model_key=model_key)
 
 
+def _stored_digit(value: object) -> np.ndarray | None:
+    """A 28×28 uint8 digit from session state, or None when the value is anything else
+    (session state is the user's: a tampered value must not become a raw error box)."""
+    if not isinstance(value, np.ndarray) or value.shape not in ((28, 28), (28, 28, 1)) \
+            or value.dtype.kind not in "uif" or not np.isfinite(value).all():
+        return None
+    return np.clip(value.reshape(28, 28), 0, 255).astype(np.uint8)
+
+
 def sent_digit() -> Digit | None:
     """The digit another page sent to Draw and not yet dismissed, or None."""
-    image = st.session_state.get(_SENT)
+    image = _stored_digit(st.session_state.get(_SENT))
     if image is None:
         return None
-    model_key, source = st.session_state.get(_SENT_META) or (None, "another page")
+    meta = st.session_state.get(_SENT_META)
+    model_key, source = meta if isinstance(meta, tuple) and len(meta) == 2 \
+        else (None, "another page")
     index = st.session_state.get(_SENT_INDEX)
-    return Digit(np.asarray(image, np.uint8), model_key, source,
-                 index if isinstance(index, int) else None)
+    return Digit(image, model_key, source,
+                 index if isinstance(index, int) and 0 <= index < 10_000 else None)
 
 
 def forget_sent_digit() -> None:
@@ -79,11 +90,10 @@ def clear_digit() -> None:
 
 def current_digit() -> Digit | None:
     """The digit on the Draw & inspect page now, or None."""
-    image = st.session_state.get(_CURRENT)
+    image = _stored_digit(st.session_state.get(_CURRENT))
     if image is None:
         return None
-    return Digit(np.asarray(image, np.uint8), st.session_state.get(_CURRENT_MODEL),
-                 "Draw & inspect")
+    return Digit(image, st.session_state.get(_CURRENT_MODEL), "Draw & inspect")
 
 
 # -- models -------------------------------------------------------------------------------

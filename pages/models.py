@@ -114,7 +114,7 @@ def import_progress() -> None:
     """The session's import, evaluated under the server's scheduler: queue place, then
     progress, then its result (polled here, never evaluated in the page's thread)."""
     job = st.session_state.get("import_job")
-    if job is None:
+    if not isinstance(job, ImportJob):
         return
     if not job.done:
         where = job.position
@@ -134,7 +134,7 @@ def import_progress() -> None:
                f"{run.test_accuracy:.2%}.")
 
 
-busy = st.session_state.get("import_job") is not None
+busy = isinstance(st.session_state.get("import_job"), ImportJob)
 if st.button("Import", key="import_go", disabled=not ready or busy):
     try:
         with st.spinner("Checking the model…"):

@@ -75,7 +75,7 @@ if busy:
 # -- what to train ---------------------------------------------------------------------
 if not busy:
     sources = ["Preset", "Resume one of my runs"]
-    if st.session_state.builder_spec is not None:
+    if isinstance(st.session_state.builder_spec, ModelSpec):
         sources.append("Stack from the Builder")
     source = st.radio("Train", sources, horizontal=True,
                       key=keep("train_source", sources[0], sources))
