@@ -91,8 +91,11 @@ def fresh_server(tmp_path_factory):
     stop_app(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Per module, not per session: Playwright's sync API
+    runs an asyncio loop on this thread while it is open, and tests after tests/e2e (the
+    workspace check, AppSession tests) need the thread without a running loop."""
     from playwright.sync_api import sync_playwright
 
     from bench._util import launch_chromium
