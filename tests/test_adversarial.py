@@ -1,0 +1,134 @@
+"""The smallest perturbation that fools a model (core/adversarial.py), its Draw section
+and the Compare robustness table. Real pretrained presets, no mocks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import adversarial
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    """The smallest pretrained preset (2,854 parameters): fast gradients."""
+    from core import pretrained
+
+    return pretrained.load_model("frontier_3k")
+
+
+def read(model, image: np.ndarray) -> np.ndarray:
+    """The model's probabilities for one float (28, 28) digit, the single-image way."""
+    return np.asarray(model(image.reshape(1, 28, 28, 1).astype(np.float32),
+                            training=False))[0]
+
+
+@pytest.mark.parametrize("target", [3, 8])
+def test_targeted_perturbation_is_read_as_the_target(frontier, mnist, target):
+    attack = adversarial.fool(frontier, mnist.x_test[0], target)
+    assert attack.clean_class == 7 != target
+    assert attack.success
+    assert int(read(frontier, attack.perturbed).argmax()) == target
+    assert attack.new_class == target
+    np.testing.assert_allclose(attack.probabilities, read(frontier, attack.perturbed),
+                               atol=1e-5)
+
+
+def test_perturbation_stays_within_its_budget_and_the_pixel_range(frontier, mnist):
+    attack = adversarial.fool(frontier, mnist.x_test[1], 2 if mnist.y_test[1] != 2 else 5)
+    assert attack.success and 0 < attack.budget <= adversarial.EPS_GRID[-1]
+    assert attack.linf <= attack.budget + 1e-6
+    assert attack.perturbed.min() >= 0.0 and attack.perturbed.max() <= 1.0
+    assert attack.original.min() >= 0.0 and attack.original.max() <= 1.0
+    np.testing.assert_allclose(attack.original, mnist.x_test[1] / 255.0, atol=1e-6)
+    assert 0 < attack.linf <= attack.l2                  # 784 pixels: L2 ≥ L∞
+    assert attack.steps > 0
+
+
+def test_any_other_finds_a_different_class(frontier, mnist):
+    attack = adversarial.fool(frontier, mnist.x_test[2], adversarial.ANY)
+    assert attack.success and attack.target is None
+    assert int(read(frontier, attack.perturbed).argmax()) != attack.clean_class
+    assert attack.linf <= attack.budget + 1e-6
+
+
+def test_search_returns_the_smallest_budget_that_works(frontier, mnist):
+    """The budget just below the one found (the refinement's step) does not fool it."""
+    attack = adversarial.fool(frontier, mnist.x_test[0], 3, refine=2)
+    grid = adversarial.EPS_GRID
+    first = grid.index(min(g for g in grid if g >= attack.budget))
+    below = (grid[first - 1] if first else 0.0)
+    below = max([below] + [b for b in adversarial.budgets_between(below, grid[first], 2)
+                           if b < attack.budget])
+    _, ok, _ = adversarial.pgd(frontier, mnist.x_test[0][None] / 255.0, np.array([below]),
+                               np.array([3]), np.array([True]))
+    assert not ok[0] and attack.success
+
+
+def test_the_class_it_already_reads_needs_no_perturbation(frontier, mnist):
+    attack = adversarial.fool(frontier, mnist.x_test[0], 7)
+    assert attack.success and attack.budget == 0.0 and attack.linf == 0.0
+
+
+def test_bad_inputs_are_refused_with_a_sentence(frontier):
+    from core.errors import LayerLabError
+
+    with pytest.raises(LayerLabError, match="0 to 9"):
+        adversarial.fool(frontier, np.zeros((28, 28), np.uint8), 12)
+    with pytest.raises(LayerLabError, match="28×28"):
+        adversarial.fool(frontier, np.zeros((10, 10), np.uint8), 3)
+
+
+def test_flip_budgets_are_tight_on_the_grid(frontier, mnist):
+    """Each image flips at its reported budget and not at the grid step below."""
+    images = mnist.x_test[:12]
+    budgets = adversarial.flip_budgets(frontier, images)
+    grid = adversarial.EPS_GRID
+    assert np.isfinite(budgets).all() and (budgets > 0).all()
+    start = read_many(frontier, images).argmax(axis=1)
+    at = np.array(budgets)
+    below = np.array([0.0 if b == grid[0] else grid[grid.index(b) - 1] for b in at])
+    x = images / 255.0
+    untargeted = np.zeros(len(x), bool)
+    _, ok_at, _ = adversarial.pgd(frontier, x, at, start, untargeted)
+    assert ok_at.all()
+    _, ok_below, _ = adversarial.pgd(frontier, x, below, start, untargeted)
+    assert not ok_below.any()
+
+
+def read_many(model, images: np.ndarray) -> np.ndarray:
+    return np.asarray(model((images / 255.0).reshape(-1, 28, 28, 1).astype(np.float32),
+                            training=False))
+
+
+def test_robustness_median_is_positive_and_cached(frontier, mnist, tmp_path):
+    images = mnist.x_test[:100]
+    first = adversarial.robustness(frontier, images, cache_dir=tmp_path)
+    assert not first.from_cache
+    assert first.median > 0 and len(first.budgets) == 100
+    assert first.median == float(np.median(first.budgets))
+    again = adversarial.robustness(frontier, images, cache_dir=tmp_path)
+    assert again.from_cache and again.median == first.median
+    np.testing.assert_array_equal(again.budgets, first.budgets)
+    other = adversarial.robustness(frontier, images[:50], cache_dir=tmp_path)
+    assert not other.from_cache                          # another set, another entry
+
+
+def test_stronger_models_need_larger_budgets_in_the_median(frontier, mnist, tmp_path):
+    """A sanity check of the figure's meaning: small_cnn (99 %) is harder to fool than
+    frontier_3k (a 2,854-parameter model) on the same 100 images."""
+    from core import pretrained
+
+    images = mnist.x_test[:100]
+    small = adversarial.robustness(pretrained.load_model("small_cnn"), images,
+                                   cache_dir=tmp_path)
+    tiny = adversarial.robustness(frontier, images, cache_dir=tmp_path)
+    assert small.median > tiny.median
+
+
+def test_damaged_cache_is_computed_again(frontier, mnist, tmp_path):
+    images = mnist.x_test[:5]
+    adversarial.robustness(frontier, images, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("*.json")
+    entry.write_text('["not a number"]')
+    again = adversarial.robustness(frontier, images, cache_dir=tmp_path)
+    assert not again.from_cache and np.isfinite(again.budgets).all()
