@@ -132,3 +132,52 @@ def test_damaged_cache_is_computed_again(frontier, mnist, tmp_path):
     entry.write_text('["not a number"]')
     again = adversarial.robustness(frontier, images, cache_dir=tmp_path)
     assert not again.from_cache and np.isfinite(again.budgets).all()
+
+
+# -- pages (AppTest) ----------------------------------------------------------------------
+def test_draw_section_fools_the_model_into_the_chosen_digit(open_page, mnist, frontier):
+    """A test digit sent to Draw, read with frontier_3k: the section finds a perturbed
+    digit read as 3, shows the three panels and says a person still reads a 7."""
+    at = open_page("draw", state={"draw_image": mnist.x_test[0], "draw_image_index": 0,
+                                  "draw_model": "pretrained:frontier_3k"})
+    assert not at.exception
+    assert "How little it takes to fool it" in [h.value for h in at.subheader]
+    assert not [m for m in at.metric if m.label == "Now reads"]      # nothing before asking
+    at.selectbox(key="draw_fool_target").set_value("3").run()
+    at.button(key="draw_fool_go").click().run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Now reads"] == "3"
+    assert 0 < float(metrics["ε (L∞)"]) <= 0.5
+    assert any("a person still reads the original 7" in t.value for t in at.text)
+    attack = at.session_state["draw_fool_result"][3]
+    assert int(read(frontier, attack.perturbed).argmax()) == 3      # same preset weights
+    # another target: the old result is not shown as if it were the new one's
+    at.selectbox(key="draw_fool_target").set_value("any other digit").run()
+    assert not [m for m in at.metric if m.label == "Now reads"]
+
+
+def test_draw_section_survives_a_tampered_result(open_page, mnist):
+    at = open_page("draw", state={"draw_image": mnist.x_test[0],
+                                  "draw_model": "pretrained:frontier_3k",
+                                  "draw_fool_result": "not a result"})
+    assert not at.exception and not at.error
+    assert "How little it takes to fool it" in [h.value for h in at.subheader]
+
+
+def test_compare_robustness_table_fills_on_request(open_page):
+    at = open_page()
+    at.session_state["compare_pinned"] = ["pretrained:frontier_3k", "pretrained:small_cnn"]
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert "How little it takes to fool them" in [h.value for h in at.subheader]
+    table = at.dataframe[-1].value
+    assert list(table["median ε"]) == ["—", "—"]                    # not computed yet
+    at.button(key="compare_robust_go").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1].value.set_index("run")
+    tiny = float(table.loc["frontier_3k (pretrained)", "median ε"])
+    small = float(table.loc["small_cnn (pretrained)", "median ε"])
+    assert 0 < tiny < small <= 0.5
+    at.run()                                                         # kept across reruns
+    assert list(at.dataframe[-1].value["median ε"]) != ["—", "—"]
