@@ -37,7 +37,9 @@ def robustness_section(pinned: list[str], runs: dict, label) -> None:
     rows = []
     for key in pinned:
         entry = known.get(key)
-        fresh = isinstance(entry, tuple) and len(entry) == 3 and entry[0] == stamps.get(key, "")
+        fresh = (isinstance(entry, tuple) and len(entry) == 3
+                 and entry[0] == stamps.get(key, "")
+                 and all(isinstance(v, float) for v in entry[1:]))
         rows.append({"run": label(key), "median ε": _eps_text(entry[1]) if fresh else "—",
                      "never flipped": f"{entry[2]:.0%}" if fresh else "—"})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",

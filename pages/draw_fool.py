@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
+from core.adversarial import Attack, fool  # TensorFlow is imported on a click only
 from core.errors import LayerLabError
 from core.imaging import colorize, enlarge
 from pages import handoff
@@ -31,8 +32,6 @@ def fool_section(model) -> None:
     key = (hashlib.sha1(digit.image.tobytes()).hexdigest(), digit.model_key, target)
     c[1].markdown("&nbsp;")                        # aligns the button with the box
     if c[1].button("Find the smallest change", key="draw_fool_go"):
-        from core.adversarial import fool  # noqa: PLC0415  (TensorFlow: only on request)
-
         try:
             with st.spinner("Searching for the smallest perturbation…"):
                 st.session_state[_RESULT] = (*key, fool(model, digit.image, target))
@@ -40,7 +39,8 @@ def fool_section(model) -> None:
             show_error(err)
             return
     stored = st.session_state.get(_RESULT)
-    if isinstance(stored, tuple) and len(stored) == 4 and tuple(stored[:3]) == key:
+    if isinstance(stored, tuple) and len(stored) == 4 and tuple(stored[:3]) == key \
+            and isinstance(stored[3], Attack):
         show_attack(stored[3])
 
 

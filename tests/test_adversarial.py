@@ -181,3 +181,18 @@ def test_compare_robustness_table_fills_on_request(open_page):
     assert 0 < tiny < small <= 0.5
     at.run()                                                         # kept across reruns
     assert list(at.dataframe[-1].value["median ε"]) != ["—", "—"]
+
+
+def test_compare_table_survives_tampered_figures(open_page):
+    """A figure under the run's real stamp but of the wrong type reads as not computed."""
+    from core import pretrained
+    from pages.compare_robustness import _stamp
+
+    stamp = _stamp(pretrained.load_record("frontier_3k"))
+    at = open_page()
+    at.session_state["compare_pinned"] = ["pretrained:frontier_3k"]
+    at.session_state["compare_robustness"] = {"pretrained:frontier_3k": (stamp, "0.1", None),
+                                              "other": "junk"}
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert list(at.dataframe[-1].value["median ε"]) == ["—"]
