@@ -18,6 +18,7 @@ from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preproces
 from core.wording import plain, plural
 from pages import handoff
 from pages.common import PRETRAINED_PREFIX, load_choice, mnist, model_choices, show_error
+from pages.draw_fool import fool_section
 from pages.widgets import digit_grid
 
 PAGE_START = time.perf_counter()
@@ -420,3 +421,4 @@ if convs:
 
 st.caption(f"Server time for this page: {(time.perf_counter() - PAGE_START) * 1000:.0f} ms "
            "(preprocessing, model, explanations, probe, maps and charts).")
+fool_section(model)
