@@ -3,7 +3,9 @@ that flips the first 100 test images (see :func:`core.adversarial.robustness`),
 computed on request and cached per model's content."""
 from __future__ import annotations
 
+import logging
 import math
+import threading
 
 import pandas as pd
 import streamlit as st
@@ -13,6 +15,8 @@ from pages.common import load_choice, require_mnist, show_error
 
 N_IMAGES = 100
 _FIGURES = "compare_robustness"   # run key -> (stamp, median ε, share never flipped)
+_TASK = "compare_robust_task"     # the RobustnessTask while it runs
+log = logging.getLogger(__name__)
 
 
 def robustness_section(pinned: list[str], runs: dict, label) -> None:
@@ -26,14 +30,21 @@ def robustness_section(pinned: list[str], runs: dict, label) -> None:
                "small gradient steps (PGD). Larger is more robust.")
     known = st.session_state.get(_FIGURES)
     known = known if isinstance(known, dict) else {}
-    if st.button("Compute robustness", key="compare_robust_go",
-                 help="About 3–15 s per model on a CPU; kept for each model's weights."):
-        known = dict(known)
-        for key in pinned:
-            figure = _compute(key, label(key))
-            if figure is not None:
-                known[key] = (stamps.get(key, ""), *figure)
+    task = st.session_state.get(_TASK)
+    running = isinstance(task, RobustnessTask) and not task.done.is_set()
+    if st.button("Compute robustness", key="compare_robust_go", disabled=running,
+                 help="About 3–15 s per model on a CPU, in the background; kept for each "
+                      "model's weights."):
+        task = _start(pinned, stamps, label)
+        running = task is not None
+    if running:
+        _watch()
+    elif isinstance(task, RobustnessTask):          # finished: keep its figures
+        known = {**known, **task.figures}
         st.session_state[_FIGURES] = known
+        st.session_state.pop(_TASK, None)
+        if task.problem:
+            st.error(task.problem, icon="⚠️")
     rows = []
     for key in pinned:
         entry = known.get(key)
@@ -46,20 +57,60 @@ def robustness_section(pinned: list[str], runs: dict, label) -> None:
                  key="compare_robust_table")
 
 
-def _compute(key: str, name: str) -> tuple[float, float] | None:
-    """(median ε, share never flipped up to the largest budget) for one run, or None with
-    a sentence shown."""
-    from core.adversarial import robustness  # noqa: PLC0415  (TensorFlow: on request)
+class RobustnessTask:
+    """The figures for some models, computed on a worker thread that never touches
+    Streamlit (the page polls :attr:`done`); models are loaded on the script thread."""
 
+    def __init__(self, models: list[tuple[str, str, str, object]], images) -> None:
+        self.models, self.images = models, images    # (key, stamp, name, keras model)
+        self.figures: dict[str, tuple[str, float, float]] = {}
+        self.current, self.problem = "", ""
+        self.done = threading.Event()
+        threading.Thread(target=self._run, name="layerlab-robustness", daemon=True).start()
+
+    def _run(self) -> None:
+        from core.adversarial import robustness  # noqa: PLC0415  (TensorFlow: on request)
+        from core.inspector import on_worker  # noqa: PLC0415
+
+        try:
+            for key, stamp, name, model in self.models:
+                self.current = name
+                # On the one TensorFlow worker thread the inspector uses: building the
+                # attack's sub-model of a model that a page is calling at the same moment
+                # from another thread failed inside Keras' input checks.
+                result = on_worker(robustness, model, self.images)
+                self.figures[key] = (stamp, result.median,
+                                     float((result.budgets == math.inf).mean()))
+        except LayerLabError as err:
+            self.problem = str(err)
+        except Exception:  # noqa: BLE001 - logged; the viewer gets a sentence
+            log.exception("robustness computation failed")
+            self.problem = "The robustness figures could not be computed. Try again."
+        finally:
+            self.done.set()
+
+
+def _start(pinned: list[str], stamps: dict, label) -> "RobustnessTask | None":
+    """Load the pinned models here, then compute in the background."""
     data = require_mnist()
     try:
-        model = load_choice(key)
-        with st.spinner(f"Looking for the smallest perturbations for {name}…"):
-            result = robustness(model, data.x_test[:N_IMAGES])
+        models = [(key, stamps.get(key, ""), label(key), load_choice(key)) for key in pinned]
     except LayerLabError as err:
         show_error(err)
         return None
-    return result.median, float((result.budgets == math.inf).mean())
+    task = RobustnessTask(models, data.x_test[:N_IMAGES])
+    st.session_state[_TASK] = task
+    return task
+
+
+@st.fragment(run_every=1.0)
+def _watch() -> None:
+    """While the task runs: which model it is on; once done, one full rerun shows it."""
+    task = st.session_state.get(_TASK)
+    if not isinstance(task, RobustnessTask) or task.done.is_set():
+        st.rerun(scope="app")
+    st.info(f"Looking for the smallest perturbations for {task.current or '…'} "
+            f"({len(task.figures)} of {len(task.models)} done)…")
 
 
 def _stamp(run) -> str:

@@ -175,6 +175,10 @@ def test_compare_robustness_table_fills_on_request(open_page):
     assert list(table["median ε"]) == ["—", "—"]                    # not computed yet
     at.button(key="compare_robust_go").click().run()
     assert not at.exception and not at.error
+    task = at.session_state["compare_robust_task"]                # computing in the background
+    assert task.done.wait(timeout=300)
+    at.run()                                                     # the page picks the figures up
+    assert not at.exception and not at.error
     table = at.dataframe[-1].value.set_index("run")
     tiny = float(table.loc["frontier_3k (pretrained)", "median ε"])
     small = float(table.loc["small_cnn (pretrained)", "median ε"])
