@@ -154,3 +154,52 @@ def test_a_kill_mid_write_leaves_a_whole_set(tmp_path, delay_s):
     store.add(WS, digit(), 9)                              # and writable again
     assert len(store.load(WS)) == len(before) + 1
     assert [p.name for p in store.path(WS).parent.iterdir()] == ["digits.npz"]
+
+
+# -- fine-tuning ---------------------------------------------------------------------------
+def restyled(x: np.ndarray) -> np.ndarray:
+    """Digits in another hand: strokes thickened by a 3×3 maximum, moved 2 px right/down."""
+    from core.finetune import shift_digits
+
+    pad = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    thick = np.max([pad[:, dy:dy + 28, dx:dx + 28] for dy in range(3) for dx in range(3)],
+                   axis=0)
+    return shift_digits(thick, np.full((len(x), 2), 2))
+
+
+@pytest.mark.parametrize("preset", ["fast_cnn", "frontier_10k"])   # frontier: batch norm
+def test_finetune_keeps_test_accuracy_and_learns_the_personal_set(mnist, tmp_path, preset):
+    from core import pretrained
+    from core.finetune import FineTuneJob, before_after
+    from core.runs import RunStore
+
+    pick = np.random.default_rng(1).choice(len(mnist.y_test), 50, replace=False)
+    store = PersonalStore(tmp_path / "personal")
+    for img, label in zip(restyled(mnist.x_test[pick]), mnist.y_test[pick]):
+        store.add(WS, img, label)
+    personal = store.load(WS)
+    source = pretrained.load_model(preset)
+    runs = RunStore(tmp_path / "runs")
+    job = FineTuneJob(source, pretrained.load_record(preset), f"pretrained:{preset}",
+                      personal, mnist, workspace=WS, store=runs).start()
+    job.join(600)
+    assert job.snapshot().state == "finished", job.snapshot().message
+    result = before_after(source, job.model, personal, mnist)
+    assert result.test_after >= result.test_before - 0.003        # at most 0.3 points
+    assert result.personal_after >= result.personal_before, result
+    assert abs(job.run.test_accuracy - result.test_after) < 1e-6
+    saved = runs.list_runs(WS)                                      # a normal run
+    assert [r.id for r in saved] == [job.run.id]
+    assert saved[0].parent == f"pretrained:{preset}" and saved[0].source == "session"
+    assert runs.load_model(job.run.id).count_params() == source.count_params()
+
+
+def test_finetune_needs_a_few_digits(mnist):
+    from core import pretrained
+    from core.finetune import FineTuneJob
+
+    store = PersonalStore()
+    store.add(WS, digit(), 1)
+    with pytest.raises(LayerLabError, match="at least 5 digits"):
+        FineTuneJob(None, pretrained.load_record("fast_cnn"), "pretrained:fast_cnn",
+                    store.load(WS), mnist, workspace=WS)
