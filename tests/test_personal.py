@@ -203,3 +203,75 @@ def test_finetune_needs_a_few_digits(mnist):
     with pytest.raises(LayerLabError, match="at least 5 digits"):
         FineTuneJob(None, pretrained.load_record("fast_cnn"), "pretrained:fast_cnn",
                     store.load(WS), mnist, workspace=WS)
+
+
+# -- the pages (AppTest) -------------------------------------------------------------------
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def test_draw_adds_the_digit_with_a_corrected_label(open_page, mnist):
+    ws = new_workspace_id()
+    at = open_page("draw", state={"workspace": ws, "draw_image": mnist.x_test[0]})
+    assert not at.exception, [e.value for e in at.exception]
+    predicted = int({m.label: m.value for m in at.metric}["Digit"])
+    picker = at.selectbox(key="draw_personal_label")
+    assert picker.value == predicted                       # starts at the prediction
+    corrected = (predicted + 1) % 10
+    picker.set_value(corrected).run()
+    at.button(key="draw_personal_add").click().run()
+    assert not at.exception
+    assert f"Added as a {corrected}; your set holds 1 digit." in texts(at.success)
+    saved = PersonalStore().load(ws)
+    assert saved.y.tolist() == [corrected]
+    assert np.array_equal(saved.x[0], at.session_state["drawn_digit"])
+
+
+def test_my_digits_without_digits_says_how_to_add_them(open_page):
+    at = open_page("my_digits", state={"workspace": new_workspace_id()})
+    assert not at.exception
+    assert "Add to my digits" in texts(at.info)
+
+
+def test_my_digits_shows_accuracy_misreads_and_deletes(open_page, mnist):
+    ws, store = new_workspace_id(), PersonalStore()
+    for i in range(12):
+        store.add(ws, mnist.x_test[i], int(mnist.y_test[i]))
+    wrong = store.add(ws, mnist.x_test[0], (int(mnist.y_test[0]) + 5) % 10)  # mislabelled
+    at = open_page("my_digits", state={"workspace": ws})
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Your set · 13 digits" in texts(at.subheader)
+    accuracy = {m.label: m.value for m in at.metric}["Accuracy on your digits"]
+    assert accuracy == "92.3%"                             # 12 of 13: the mislabelled one
+    assert "Misread: 1 digit" in texts(at.caption)
+    at.selectbox(key="my_digits_manage_class").set_value((int(mnist.y_test[0]) + 5) % 10)
+    at.run()
+    at.button(key=f"my_digits_delete_{wrong}").click().run()
+    assert not at.exception
+    assert wrong not in PersonalStore().load(ws).ids.tolist()
+    assert len(PersonalStore().load(ws)) == 12
+    assert {m.label: m.value for m in at.metric}["Accuracy on your digits"] == "100.0%"
+
+
+def test_my_digits_fine_tune_shows_before_and_after(open_page, mnist):
+    from core.jobs import REGISTRY
+
+    ws, store = new_workspace_id(), PersonalStore()
+    for img, label in zip(restyled(mnist.x_test[:20]), mnist.y_test[:20]):
+        store.add(ws, img, label)
+    at = open_page("my_digits", state={"workspace": ws, "my_digits_model":
+                                       "pretrained:fast_cnn"})
+    at.button(key="my_digits_finetune_start").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    job = REGISTRY.get(ws)
+    job.join(600)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.table[0].value
+    assert list(table["set"]) == ["your digits", "MNIST test set"]
+    assert "fast_cnn + my digits" in texts(at.success)
+    assert job.run.parent == "pretrained:fast_cnn"
+    at.switch_page("pages/draw.py")                        # a normal run: offered on Draw
+    at.run()
+    assert not at.exception
+    assert job.run.id in at.selectbox(key="draw_model").options
