@@ -274,4 +274,5 @@ def test_my_digits_fine_tune_shows_before_and_after(open_page, mnist):
     at.switch_page("pages/draw.py")                        # a normal run: offered on Draw
     at.run()
     assert not at.exception
-    assert job.run.id in at.selectbox(key="draw_model").options
+    assert any(o.startswith(f"fast_cnn + my digits · run {job.run.id[-6:]}")
+               for o in at.selectbox(key="draw_model").options)
