@@ -19,6 +19,7 @@ from core.wording import plain, plural
 from pages import handoff
 from pages.common import PRETRAINED_PREFIX, load_choice, mnist, model_choices, show_error
 from pages.draw_fool import fool_section
+from pages.draw_personal import add_to_my_digits
 from pages.widgets import digit_grid
 
 PAGE_START = time.perf_counter()
@@ -268,6 +269,7 @@ with right:
     st.caption(f"Update {st.session_state.draw_updates} · {source_label} · {prep}"
                f"model {infer_ms:.1f} ms (probabilities and all {len(result.activations)} "
                f"layer outputs in one compiled call)")
+add_to_my_digits(right, result.top)        # the personal set (My digits page)
 
 if steps:
     st.subheader("Preprocessing, the MNIST way")

@@ -20,6 +20,8 @@ NETWORKS = [
      "a leaderboard shared by the class."),
     ("pages/draw.py", "Draw & inspect", "✏️", "Draw a digit and see what every layer sees: "
      "preprocessing, prediction, filters, feature maps and where the model looked."),
+    ("pages/my_digits.py", "My digits", "🖐️", "Your own handwriting: how any model reads "
+     "it, and a model fine-tuned on it."),
 ]
 DATA = [
     ("pages/data.py", "Data", "🔢", "MNIST at a glance: class counts, the average digit, "

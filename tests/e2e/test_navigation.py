@@ -10,7 +10,7 @@ from bench._browser import open_app, sidebar
 
 pytestmark = pytest.mark.browser
 PAGES = ["Home", "Models", "Builder", "Train", "Compare", "Challenge", "Draw & inspect",
-         "Data", "Projections", "Errors"]
+         "My digits", "Data", "Projections", "Errors"]
 
 
 def test_deep_link_on_a_fresh_server_gets_the_sidebar(fresh_server, page):
