@@ -16,13 +16,24 @@ class DeviceInfo:
 
     @property
     def label(self) -> str:
+        """What the sidebar shows.
+
+        >>> DeviceInfo("GPU", "NVIDIA H100", 2).label
+        'GPU: NVIDIA H100 ×2'
+        >>> DeviceInfo("CPU", "Intel Xeon (2 threads)", 0).label
+        'CPU: Intel Xeon (2 threads)'
+        """
         if self.kind == "GPU":
             return f"GPU: {self.name}" + (f" ×{self.count}" if self.count > 1 else "")
         return f"CPU: {self.name}"
 
 
 def cpu_name() -> str:
-    """The processor model and usable thread count, without TensorFlow."""
+    """The processor model and usable thread count, without TensorFlow.
+
+    >>> cpu_name().endswith(" threads)")
+    True
+    """
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

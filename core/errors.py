@@ -6,6 +6,9 @@ class LayerLabError(Exception):
     """A problem explained in plain sentences: what is wrong and what to do.
 
     Pages show ``str(err)`` as it is; it never needs a traceback to be understood.
+
+    >>> str(LayerLabError("The file is empty. Choose another one."))
+    'The file is empty. Choose another one.'
     """
 
 
@@ -14,6 +17,15 @@ class SpecError(LayerLabError):
 
     ``problems`` holds every sentence found; ``layer`` is the 1-based index of the
     first offending layer, or ``None`` when the problem concerns the whole stack.
+
+    >>> err = SpecError(["Layer 2 needs a size.", "The last layer must be Dense 10."],
+    ...                 layers=[2, None])
+    >>> str(err)
+    'Layer 2 needs a size. The last layer must be Dense 10.'
+    >>> err.layer, err.layers
+    (2, [2, None])
+    >>> SpecError("Add a layer.").layer is None
+    True
     """
 
     def __init__(self, problems: list[str] | str, layer: int | None = None,
@@ -25,7 +37,11 @@ class SpecError(LayerLabError):
 
 
 class DataError(LayerLabError):
-    """MNIST could not be found or read."""
+    """MNIST could not be found or read.
+
+    >>> isinstance(DataError("MNIST was not found."), LayerLabError)
+    True
+    """
 
 
 class StorageError(LayerLabError):

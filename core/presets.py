@@ -13,23 +13,49 @@ from core.spec import ModelSpec
 
 
 def conv(filters: int, k: int = 3, **kw) -> dict:
+    """A Conv2D layer entry (``k``×``k`` kernel, any other Keras argument as keyword).
+
+    >>> conv(16, 5, strides=2)
+    {'type': 'Conv2D', 'filters': 16, 'kernel_size': 5, 'strides': 2}
+    """
     return {"type": "Conv2D", "filters": filters, "kernel_size": k, **kw}
 
 
 def cbr(filters: int, k: int = 3) -> list[dict]:
-    """Conv (no bias) → BatchNormalization → ReLU, the frontier presets' block."""
+    """Conv (no bias) → BatchNormalization → ReLU, the frontier presets' block.
+
+    >>> [layer["type"] for layer in cbr(8)]
+    ['Conv2D', 'BatchNormalization', 'Activation']
+    >>> cbr(8)[0]["use_bias"]
+    False
+    """
     return [conv(filters, k, activation="linear", use_bias=False), BN, RELU]
 
 
 def dense(units: int, activation: str = "relu", **kw) -> dict:
+    """A Dense layer entry (ReLU unless told otherwise).
+
+    >>> dense(10, "softmax")
+    {'type': 'Dense', 'units': 10, 'activation': 'softmax'}
+    """
     return {"type": "Dense", "units": units, "activation": activation, **kw}
 
 
 def pool(size: int = 2) -> dict:
+    """A MaxPooling2D layer entry.
+
+    >>> pool()
+    {'type': 'MaxPooling2D', 'pool_size': 2}
+    """
     return {"type": "MaxPooling2D", "pool_size": size}
 
 
 def dropout(rate: float) -> dict:
+    """A Dropout layer entry.
+
+    >>> dropout(0.25)
+    {'type': 'Dropout', 'rate': 0.25}
+    """
     return {"type": "Dropout", "rate": rate}
 
 
@@ -115,7 +141,16 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; a LayerLabError lists the known ones."""
+    """The preset called ``name``; a LayerLabError lists the known ones.
+
+    >>> preset = get_preset("warmup_mlp")
+    >>> preset.expected_params, preset.recipe.epochs, len(preset.spec.layers)
+    (111146, 10, 5)
+    >>> get_preset("nope")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    core.errors.LayerLabError: There is no preset called 'nope'. Choose one of: ...
+    """
     try:
         return PRESETS[name]
     except KeyError:

@@ -12,7 +12,17 @@ from typing import Callable
 
 
 class Scheduler:
-    """A server-wide cap on concurrent runs with a visible FIFO queue."""
+    """A server-wide cap on concurrent runs with a visible FIFO queue.
+
+    >>> sched = Scheduler(1)
+    >>> sched.acquire("a", threading.Event()), sched.position("a"), sched.active
+    (True, 0, 1)
+    >>> stopped = threading.Event(); stopped.set()
+    >>> sched.acquire("b", stopped), sched.position("b")    # stopped while queued
+    (False, None)
+    >>> sched.release("a"); sched.active
+    0
+    """
 
     def __init__(self, max_active: int) -> None:
         self.max_active = max(1, max_active)
@@ -21,7 +31,11 @@ class Scheduler:
         self._waiting: list[str] = []
 
     def position(self, job_id: str) -> int | None:
-        """0 while training, 1.. while queued, None otherwise."""
+        """0 while training, 1.. while queued, None otherwise.
+
+        >>> Scheduler(2).position("never-queued") is None
+        True
+        """
         with self._cond:
             if job_id in self._active:
                 return 0
@@ -49,18 +63,28 @@ class Scheduler:
                 self._cond.notify_all()
 
     def release(self, job_id: str) -> None:
+        """Free ``job_id``'s place (a no-op for one that holds none) and wake the queue."""
         with self._cond:
             self._active.discard(job_id)
             self._cond.notify_all()
 
     @property
     def active(self) -> int:
+        """How many runs hold a place now."""
         with self._cond:
             return len(self._active)
 
     def run_if_idle(self, action: Callable[[], None]) -> bool:
         """Call ``action`` while no run trains or waits, holding the lock so none can
-        start meanwhile; False (and no call) otherwise."""
+        start meanwhile; False (and no call) otherwise.
+
+        >>> sched, calls = Scheduler(1), []
+        >>> sched.run_if_idle(lambda: calls.append("cleared")), calls
+        (True, ['cleared'])
+        >>> _ = sched.acquire("a", threading.Event())
+        >>> sched.run_if_idle(lambda: calls.append("again")), calls
+        (False, ['cleared'])
+        """
         with self._cond:
             if self._active or self._waiting:
                 return False

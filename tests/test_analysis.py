@@ -1,5 +1,5 @@
-"""Data-set statistics, the hardest images, the logistic baseline, confusion matrices of a
-real model (row sums = test class counts, trace = correct count) and their caching."""
+"""Data-set statistics, the hardest images, error changes between two models and the
+logistic baseline (a real model's confusion matrix is in tests/test_evaluation.py)."""
 from __future__ import annotations
 
 import base64
@@ -14,14 +14,6 @@ from core.errors import LayerLabError
 
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-
-
-@pytest.fixture(scope="module")
-def small_model():
-    """The shipped pretrained small_cnn."""
-    from core import pretrained
-
-    return pretrained.load_model("small_cnn")
 
 
 def test_class_counts_match_mnist(mnist):
@@ -102,48 +94,3 @@ def test_logistic_baseline_small_and_cached(mnist, tmp_path):
     np.testing.assert_array_equal(again.coef, base.coef)
     assert an.load_or_fit_baseline(x[:1500], y[:1500], 50, cache_dir=tmp_path,
                                    fit=False) is None
-
-
-def test_confusion_of_a_real_model(small_model, mnist, tmp_path):
-    from core.data import to_float
-
-    x = to_float(mnist.x_test)
-    result = ev.cached_evaluate(small_model, x, mnist.y_test, cache_dir=tmp_path)
-    cm = result.confusion
-    assert cm.sum(axis=1).tolist() == TEST_COUNTS          # rows = true class
-    correct = int((result.predictions == mnist.y_test).sum())
-    assert int(np.trace(cm)) == correct
-    assert result.accuracy == pytest.approx(correct / 10000)
-    # cached: same numbers from the file, quickly
-    assert len(list(tmp_path.glob("*.npy"))) == 1
-    t0 = time.perf_counter()
-    again = ev.cached_evaluate(small_model, x, mnist.y_test, cache_dir=tmp_path)
-    assert time.perf_counter() - t0 < 1.0
-    np.testing.assert_array_equal(again.confusion, cm)
-    # a cell lists exactly its images, most confident first
-    off = np.argwhere(cm - np.diag(np.diag(cm)) > 0)
-    t, p = (int(v) for v in off[0])
-    idx = ev.cell_indices(mnist.y_test, result.probabilities, t, p)
-    assert len(idx) == cm[t, p]
-    assert (mnist.y_test[idx] == t).all() and (result.predictions[idx] == p).all()
-    conf = result.probabilities[idx, p]
-    assert (np.diff(conf) <= 0).all()
-    norm = ev.row_normalise(cm)
-    np.testing.assert_allclose(norm.sum(axis=1), 1.0)
-
-
-def test_model_fingerprint_follows_weights(small_model):
-    import keras
-
-    fp = ev.model_fingerprint(small_model)
-    assert fp == ev.model_fingerprint(small_model)
-    clone = keras.models.clone_model(small_model)
-    clone.set_weights(small_model.get_weights())
-    assert ev.model_fingerprint(clone) == fp
-    w = clone.get_weights()
-    w[0] = w[0] + 1.0
-    other = keras.models.clone_model(small_model)
-    other.set_weights(w)
-    assert ev.model_fingerprint(other) != fp
-    clone.set_weights(w)                       # trained further in place: a new identity
-    assert ev.model_fingerprint(clone) == ev.model_fingerprint(other)

@@ -160,48 +160,6 @@ def test_schedules():
     assert lr_at(Recipe(learning_rate=0.02), 70, 100) == 0.02
 
 
-def test_scheduler_caps_concurrency_with_fifo_queue():
-    sched = Scheduler(2)
-    stop = threading.Event()
-    assert sched.acquire("a", stop) and sched.acquire("b", stop)
-    got = []
-    t = threading.Thread(target=lambda: got.append(sched.acquire("c", stop)))
-    t.start()
-    time.sleep(0.3)
-    assert sched.position("c") == 1 and sched.position("a") == 0 and not got
-    sched.release("a")
-    t.join(2)
-    assert got == [True] and sched.position("c") == 0
-    stop.set()
-    assert sched.acquire("d", stop) is False and sched.position("d") is None
-
-
-def test_release_is_decided_under_the_scheduler_lock():
-    """A run that starts while memory is being released waits until the release is done."""
-    sched = Scheduler(1)
-    inside, let_go, order = threading.Event(), threading.Event(), []
-
-    def slow_release() -> None:
-        inside.set()
-        let_go.wait(10)
-        order.append("released")
-
-    releaser = threading.Thread(target=sched.run_if_idle, args=(slow_release,))
-    releaser.start()
-    assert inside.wait(10)
-    starter = threading.Thread(target=lambda: (sched.acquire("run", threading.Event()),
-                                               order.append("started")))
-    starter.start()
-    time.sleep(0.3)
-    assert order == []                     # the new run is held back, not hit mid-release
-    let_go.set()
-    releaser.join(10)
-    starter.join(10)
-    assert order == ["released", "started"]
-    assert sched.run_if_idle(lambda: order.append("again")) is False   # a run is active
-    assert order == ["released", "started"]
-
-
 def test_release_memory_leaves_other_threads_keras_state_alone():
     """The inspector's thread keeps its Keras state (here: layer name counters) while a
     finished run releases memory in its own thread."""

@@ -1,0 +1,66 @@
+"""core.notebook_code, the fixed parts of the generated code: each piece compiles, covers
+the app's settings, and computes what the app computes (the data selection, the
+batch-norm refit; the schedules against lr_at are in tests/test_notebook.py)."""
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+
+from core import notebook_code as nc
+from core.notebook_code import BATCH_NORM_CODE, DATA_CODE
+from core.presets import get_preset
+from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
+
+
+@pytest.mark.parametrize("piece", ["SETUP_CODE", "DATA_CODE", "STEP_CALLBACK",
+                                   "BATCH_NORM_CODE", "CURVES_CODE", "EVALUATION_CODE"])
+def test_every_fixed_piece_is_valid_python(piece):
+    ast.parse(getattr(nc, piece))
+
+
+def test_there_is_code_for_every_schedule_and_optimizer_a_recipe_allows():
+    assert set(nc.SCHEDULES) == set(SCHEDULES)
+    assert set(nc.OPTIMIZERS) == set(OPTIMIZERS)
+    for name, code in nc.SCHEDULES.items():
+        assert [f.name for f in ast.parse(code).body] == ["learning_rate_at"], name
+    for name, code in nc.OPTIMIZERS.items():
+        call = ast.parse(code.format(rate=0.01), mode="eval").body
+        assert ast.unparse(call.func).lower() == f"keras.optimizers.{name}"
+        assert call.args[0].value == 0.01                  # the recipe's rate, first
+
+
+def test_generated_data_is_the_apps_selection(mnist):
+    from core.training import prepare_data
+
+    recipe = Recipe(train_subset=1234, validation_split=0.15, seed=7)
+    ns: dict = {"TRAIN_IMAGES": 1234, "VALIDATION_SPLIT": 0.15, "SEED": 7}
+    exec("import os\nimport numpy as np\nimport keras\n" + DATA_CODE, ns)
+    app = prepare_data(recipe)
+    for ours, theirs in (("x_train", app.x_train), ("y_train", app.y_train),
+                         ("x_val", app.x_val), ("y_val", app.y_val),
+                         ("x_test", app.x_test), ("y_test", app.y_test)):
+        assert ns[ours].dtype == theirs.dtype and np.array_equal(ns[ours], theirs), ours
+
+
+def test_generated_batch_norm_refit_equals_the_apps():
+    import keras
+
+    from core.build import build_model
+    from core.calibration import recalibrate_batch_norm
+
+    spec = get_preset("fast_cnn").spec
+    images = np.random.default_rng(1).random((1300, 28, 28, 1), dtype=np.float32)
+    ours, theirs = build_model(spec, seed=2), build_model(spec, seed=2)
+    ns: dict = {"keras": keras, "layers": keras.layers, "np": np}
+    exec(BATCH_NORM_CODE, ns)
+    ns["recalibrate_batch_norm"](ours, images)
+    assert recalibrate_batch_norm(theirs, images) == 3
+    for a, b in zip(ours.layers, theirs.layers):
+        if isinstance(a, keras.layers.BatchNormalization):
+            assert float(np.abs(a.moving_mean.numpy()).max()) > 0    # really refitted
+            np.testing.assert_allclose(a.moving_mean.numpy(), b.moving_mean.numpy(),
+                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a.moving_variance.numpy(),
+                                       b.moving_variance.numpy(), rtol=1e-5, atol=1e-6)
