@@ -4,7 +4,7 @@ matplotlib, written for a reader (comments say why).
 Each piece mirrors the app: :data:`DATA_CODE` the subset and split of
 :mod:`core.data`, :data:`SCHEDULES` :func:`core.recipe.lr_at`, :data:`STEP_CALLBACK`
 :class:`core.callbacks.StepLearningRate`, :data:`BATCH_NORM_CODE`
-:func:`core.calibration.recalibrate_batch_norm`; tests/test_notebook.py checks each
+:func:`core.calibration.recalibrate_batch_norm`; tests/test_notebook_code.py checks each
 against the original.
 """
 
