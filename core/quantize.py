@@ -268,6 +268,36 @@ def measure(model: Any, data: Any, *, cache_dir: Path | None = None) -> CostRepo
     return CostReport(key, variants, str(folder))
 
 
+def find_report(model: Any, data: Any, *, cache_dir: Path | None = None) -> CostReport | None:
+    """The cached report of ``model`` on ``data``'s test set, or None (nothing computed)."""
+    key = report_key(model, data.x_test, data.y_test)
+    return load_report((cache_dir or cost_dir()) / key, key)
+
+
+def cost_rows(report: CostReport, weight_bytes: dict[str, int] | None) -> list[dict]:
+    """One row per format for the page's table: measured file size beside the computed
+    weight memory (parameters × bytes per value), accuracy, p50 latency, differences.
+
+    >>> v = {f: Variant(f, size_bytes=s, accuracy=0.99, p50_ms=0.1)
+    ...      for f, s in zip(FORMATS, (4200, 2200, 1200))}
+    >>> rows = cost_rows(CostReport("k", v, "/tmp"), {"fp32": 4000, "fp16": 2000, "int8": 1000})
+    >>> rows[2]["format"], rows[2]["file size"], rows[2]["computed weights"]
+    ('int8', '1.2 KiB', '1,000 B')
+    """
+    from core.stats import human_bytes  # noqa: PLC0415
+
+    rows = []
+    for fmt, v in report.variants.items():
+        rows.append({
+            "format": fmt,
+            "file size": human_bytes(v.size_bytes) if v.problem is None else "—",
+            "computed weights": human_bytes(weight_bytes[fmt]) if weight_bytes else "—",
+            "test accuracy": f"{v.accuracy:.2%}" if v.accuracy is not None else "—",
+            "p50 latency": f"{v.p50_ms:.3f} ms" if v.p50_ms is not None else "—",
+            "predictions unlike fp32": len(v.differ) if v.problem is None else "—"})
+    return rows
+
+
 def computed_weight_bytes(model: Any) -> dict[str, int] | None:
     """Parameters × 4 / 2 / 1 bytes from :mod:`core.stats`, or None for a model the layer
     table cannot describe."""
