@@ -96,4 +96,5 @@ if report is None:
     st.caption("Press Convert to measure this model (results are kept, so each model is "
                "converted once).")
     st.stop()
-show_report(report, model, data, label.split(" ")[0])
+# File names from the preset's name or the run's id, never from a name a student typed.
+show_report(report, model, data, choice.split(":")[-1] if ":" in choice else f"run_{choice[-6:]}")
