@@ -22,6 +22,7 @@ PAGES = {
         st.Page("pages/train.py", title="Train", icon="🏋️"),
         st.Page("pages/compare.py", title="Compare", icon="⚖️"),
         st.Page("pages/challenge.py", title="Challenge", icon="🏆"),
+        st.Page("pages/cost.py", title="Real cost", icon="💾"),
     ],
     "Inspect": [st.Page("pages/draw.py", title="Draw & inspect", icon="✏️"),
                 st.Page("pages/my_digits.py", title="My digits", icon="🖐️")],

@@ -18,6 +18,8 @@ NETWORKS = [
      "and the accuracy-versus-size frontier."),
     ("pages/challenge.py", "Challenge", "🏆", "The best accuracy under a parameter budget, on "
      "a leaderboard shared by the class."),
+    ("pages/cost.py", "Real cost", "💾", "Any model at float16 and int8: file size, accuracy "
+     "and speed measured, not estimated."),
     ("pages/draw.py", "Draw & inspect", "✏️", "Draw a digit and see what every layer sees: "
      "preprocessing, prediction, filters, feature maps and where the model looked."),
     ("pages/my_digits.py", "My digits", "🖐️", "Your own handwriting: how any model reads "

@@ -211,7 +211,7 @@ def test_builder_insert_position_at_extremes(open_page, value):
 
 
 # -- runs named by their students: every page that lists or shows them -------------------
-RUN_PAGES = ["home", "models", "builder", "train", "compare", "challenge", "draw",
+RUN_PAGES = ["home", "models", "builder", "train", "compare", "challenge", "cost", "draw",
              "my_digits", "data", "projections", "errors"]
 
 

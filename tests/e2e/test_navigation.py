@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 from bench._browser import open_app, sidebar
 
 pytestmark = pytest.mark.browser
-PAGES = ["Home", "Models", "Builder", "Train", "Compare", "Challenge", "Draw & inspect",
-         "My digits", "Data", "Projections", "Errors"]
+PAGES = ["Home", "Models", "Builder", "Train", "Compare", "Challenge", "Real cost",
+         "Draw & inspect", "My digits", "Data", "Projections", "Errors"]
 
 
 def test_deep_link_on_a_fresh_server_gets_the_sidebar(fresh_server, page):
