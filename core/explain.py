@@ -117,6 +117,7 @@ class CellExplanation:
     contributions: np.ndarray | None = None     # Dense: weight × input, one per input
     picture: np.ndarray | None = None           # Dense after Flatten: (h, w) map of them
     winner: tuple[int, int] | None = None       # max pooling: the winning input cell
+    source: np.ndarray | None = None            # the layer's whole input for this digit
 
     @property
     def matches(self) -> bool:
@@ -372,6 +373,7 @@ def explain_cell(model: Any, digit: np.ndarray, name: str,
     else:
         result = _dense(model, layer, x_in, weights, cfg, int(cell[0]))
     result.model_value = float(x_out[tuple(cell)])
+    result.source = x_in
     return result
 
 
@@ -385,3 +387,26 @@ def _dense(model: Any, layer: Any, x_in: np.ndarray, weights: list[np.ndarray],
     return dense_unit(x_in, weights[0], weights[1] if cfg["use_bias"] else None,
                       activation=cfg.get("activation", "linear"), unit=unit,
                       map_shape=map_shape, name=layer.name)
+
+
+def input_field(model: Any, name: str, row: int, col: int) -> tuple[int, int, int, int] | None:
+    """The rows and columns of the model's input that output cell (row, col) of ``name``
+    depends on, (top, left, bottom, right) inclusive and clipped to the input; None when
+    it depends on the whole input (a Dense layer, or anything after Flatten)."""
+    layers = list(model.layers)
+    index = layers.index(model.get_layer(name))
+    rows, cols = (row, row), (col, col)
+    for layer in reversed(layers[:index + 1]):
+        kind = type(layer).__name__
+        if kind in ("Dense", "Flatten", "GlobalAveragePooling2D"):
+            return None
+        cfg = layer.get_config()
+        k = cfg.get("kernel_size", cfg.get("pool_size"))
+        if k is None:                       # batch norm, activation, dropout: cell by cell
+            continue
+        k, s, h, w = int(k[0]), int(cfg["strides"][0]), *layer.input.shape[1:3]
+        top, left = pad_before(h, k, s, cfg["padding"]), pad_before(w, k, s, cfg["padding"])
+        rows = (rows[0] * s - top, rows[1] * s - top + k - 1)
+        cols = (cols[0] * s - left, cols[1] * s - left + k - 1)
+    h, w = model.inputs[0].shape[1:3]
+    return max(rows[0], 0), max(cols[0], 0), min(rows[1], h - 1), min(cols[1], w - 1)

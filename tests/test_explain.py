@@ -7,7 +7,7 @@ import pytest
 
 from core.errors import LayerLabError
 from core.explain import (batchnorm_cell, conv_cell, dense_unit, explain_cell, explainable,
-                          plan_grid, pool_cell, window_plan)
+                          input_field, plan_grid, pool_cell, window_plan)
 from core.layers import _spatial
 from core.pretrained import available, load_model
 
@@ -124,6 +124,18 @@ def test_a_cell_outside_the_map_is_refused(mnist):
         flatten = next(layer.name for layer in model.layers
                        if type(layer).__name__ == "Flatten")
         explain_cell(model, mnist.x_test[0], flatten, (0,))
+
+
+def test_receptive_field_on_the_input():
+    model = load_model("small_cnn")
+    convs = [name for name, kind, _ in explainable(model) if kind == "Conv2D"]
+    assert input_field(model, convs[0], 5, 7) == (5, 7, 7, 9)
+    # conv 3×3 → pool 2 → conv 3×3: 8 input pixels wide, moving 2 per cell
+    assert input_field(model, convs[1], 0, 1) == (0, 2, 7, 9)
+    dense = next(name for name, kind, _ in explainable(model) if kind == "Dense")
+    assert input_field(model, dense, 0, 0) is None
+    stem = _first_conv(load_model("fast_cnn"))     # 'same', stride 2: clipped at the edge
+    assert input_field(load_model("fast_cnn"), stem, 0, 0) == (0, 0, 3, 3)
 
 
 # -- the sandbox -------------------------------------------------------------------------
