@@ -173,3 +173,40 @@ def test_sandbox_refuses_with_a_sentence(args, words):
     with pytest.raises(LayerLabError, match=words) as err:
         window_plan(*args)
     assert str(err.value).endswith(".")
+
+
+# -- the Draw & inspect section (AppTest) ------------------------------------------------
+def test_draw_section_explains_a_cell_and_the_sandbox_refuses(open_page, mnist):
+    from core.workspace import new_workspace_id
+
+    at = open_page("draw", state={"workspace": new_workspace_id()}, run=False)
+    at.session_state["draw_image"] = mnist.x_test[3]          # a digit sent to the page
+    at.session_state["draw_image_index"] = 3
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "One number, explained" in [h.value for h in at.subheader]
+
+    def values() -> dict[str, str]:
+        return {m.label: m.value for m in at.metric}
+
+    layers = at.selectbox(key="draw_x_layer").options
+    assert len(layers) >= 4                               # convs, pools, the Dense layers
+    for label in layers:
+        at.selectbox(key="draw_x_layer").set_value(label.split(" ")[0]).run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = values()
+        assert shown["Recomputed here"] == shown["The model's own value"], label
+        assert shown["Match"] == "✓ equal", label
+    # a corner cell of the first convolution
+    first = layers[0].split(" ")[0]
+    at.selectbox(key="draw_x_layer").set_value(first).run()
+    at.number_input(key=f"draw_x_row_{first}").set_value(0).run()
+    at.number_input(key=f"draw_x_ch_{first}").set_value(2).run()
+    assert values()["Match"] == "✓ equal"
+    assert "relu(" in " ".join(t.value for t in at.text)
+    # the sandbox: a formula, then a refusal in a sentence
+    assert "⌊(7 − 3) / 2⌋ + 1 = 3" in " ".join(t.value for t in at.text)
+    at.number_input(key="draw_sb_size").set_value(5).run()
+    at.number_input(key="draw_sb_k").set_value(7).run()
+    assert not at.exception
+    assert any("does not fit a 5×5 input" in e.value for e in at.error)
