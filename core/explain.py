@@ -28,7 +28,7 @@ from core.layers import KERNEL, PADDINGS, STRIDES, _spatial
 CONV_TYPES = ("Conv2D", "DepthwiseConv2D")
 POOL_TYPES = ("MaxPooling2D", "AveragePooling2D")
 EXPLAINED = (*CONV_TYPES, "BatchNormalization", *POOL_TYPES, "Dense")
-SANDBOX_MAX = 32                 # the sandbox's largest input side (a grid a reader can see)
+SANDBOX_MAX = 32                 # the sandbox's largest input side (a grid one can read)
 TOP_CONTRIBUTIONS = 10
 
 _ACTIVATIONS = {
@@ -61,8 +61,10 @@ def activate(name: str, x: float) -> float:
 def pad_before(size: int, k: int, stride: int, padding: str) -> int:
     """Rows (or columns) of zeros TensorFlow adds before the map for 'same' padding.
 
-    >>> pad_before(28, 5, 2, "same"), pad_before(28, 3, 1, "same"), pad_before(28, 3, 1, "valid")
-    (1, 1, 0)
+    >>> pad_before(28, 5, 2, "same"), pad_before(28, 3, 1, "same")
+    (1, 1)
+    >>> pad_before(28, 3, 1, "valid")
+    0
     """
     if padding != "same":
         return 0
@@ -76,7 +78,8 @@ def window(x: np.ndarray, row: int, col: int, k: int, stride: int,
     (padding read as 0), a mask of the cells inside the map, and the window's top-left
     corner in map coordinates (negative inside the padding).
 
-    >>> vals, inside, top, left = window(np.arange(16.).reshape(4, 4, 1), 0, 0, 3, 1, "same")
+    >>> x = np.arange(16.).reshape(4, 4, 1)
+    >>> vals, inside, top, left = window(x, 0, 0, 3, 1, "same")
     >>> vals[..., 0].tolist(), int(inside.sum()), top, left
     ([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 4.0, 5.0]], 4, -1, -1)
     """
@@ -164,7 +167,8 @@ def conv_cell(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, *, str
              + (f" ({len(sums)} input channels)" if len(sums) > 1 else ""),
              f"+ bias {b:.6g} = {pre:.6g}", f"{activation}({pre:.6g}) = {value:.6g}"]
     return CellExplanation(name, "DepthwiseConv2D" if depthwise else "Conv2D",
-                           tuple(cell), value, steps=steps, pre_activation=pre, top=top, left=left, size=k,
+                           tuple(cell), value, steps=steps, pre_activation=pre, top=top,
+                           left=left, size=k,
                            inside=inside, patch=patch, kernel=weights, products=products,
                            channel_sums=sums)
 
@@ -242,7 +246,8 @@ def dense_unit(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, *,
         value = activate(activation, pre)
     order = np.argsort(-np.abs(contributions))[:TOP_CONTRIBUTIONS]
     steps = [f"sum of {len(xs)} contributions = {contributions.sum():.6g} (largest: "
-             + ", ".join(f"input {int(i)}: {contributions[i]:+.4g}" for i in order[:3]) + ")",
+             + ", ".join(f"input {int(i)}: {contributions[i]:+.4g}" for i in order[:3])
+             + ")",
              f"+ bias {b:.6g} = {pre:.6g}",
              (f"{activation}({pre:.6g}) = {value:.6g}" if activation != "softmax" else
               f"softmax over all {weights.shape[1]} logits: e^{pre:.4g} / Σ e^logit "
@@ -277,10 +282,10 @@ def window_plan(size: int, kernel: int, stride: int, padding: str) -> WindowPlan
     (2, '⌊(5 − 3) / 2⌋ + 1 = 2', [(0, 0), (0, 2), (2, 0), (2, 2)])
     >>> window_plan(5, 3, 2, "same").formula
     '⌈5 / 2⌉ = 3'
-    >>> window_plan(2, 3, 1, "valid")
+    >>> window_plan(2, 3, 1, "valid")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    core.errors.LayerLabError: A 3×3 kernel does not fit a 2×2 input without padding: use padding 'same', a kernel of at most 2, or a larger input.
+    core.errors.LayerLabError: A 3×3 kernel does not fit a 2×2 input without padding: ...
     """
     if padding not in PADDINGS:
         raise LayerLabError(f"Padding must be one of {', '.join(PADDINGS)}.")
@@ -322,7 +327,8 @@ def plan_grid(plan: WindowPlan, step: int) -> np.ndarray:
 # -- reading a real model (TensorFlow, once per model and layer) --------------------------
 def explainable(model: Any) -> list[tuple[str, str, tuple[int, ...]]]:
     """(name, type, output shape) of the layers whose cells can be explained."""
-    return [(layer.name, type(layer).__name__, tuple(int(d) for d in layer.output.shape[1:]))
+    return [(layer.name, type(layer).__name__,
+             tuple(int(d) for d in layer.output.shape[1:]))
             for layer in model.layers if type(layer).__name__ in EXPLAINED]
 
 
@@ -346,7 +352,7 @@ def layer_io(model: Any, name: str, digit: np.ndarray) -> tuple[np.ndarray, np.n
 
 def explain_cell(model: Any, digit: np.ndarray, name: str,
                  cell: tuple[int, ...]) -> CellExplanation:
-    """How ``name``'s output ``cell`` is computed for ``digit``, beside the model's value."""
+    """How ``name``'s output ``cell`` is computed for ``digit``, beside the model's own."""
     layer = model.get_layer(name)
     kind = type(layer).__name__
     if kind not in EXPLAINED:
@@ -389,7 +395,8 @@ def _dense(model: Any, layer: Any, x_in: np.ndarray, weights: list[np.ndarray],
                       map_shape=map_shape, name=layer.name)
 
 
-def input_field(model: Any, name: str, row: int, col: int) -> tuple[int, int, int, int] | None:
+def input_field(model: Any, name: str, row: int,
+                col: int) -> tuple[int, int, int, int] | None:
     """The rows and columns of the model's input that output cell (row, col) of ``name``
     depends on, (top, left, bottom, right) inclusive and clipped to the input; None when
     it depends on the whole input (a Dense layer, or anything after Flatten)."""

@@ -14,7 +14,8 @@ from core.inspector import on_worker
 from core.layers import KERNEL, PADDINGS, STRIDES
 from pages.common import show_error
 
-FIELD_RGB = (255, 140, 0)          # the receptive field's frame
+FIELD_RGB = (0, 220, 255)          # the receptive field's frame (cyan: apart
+                                   # from both colour maps' ends)
 MAX_CHANNEL_TILES = 8              # input channels drawn as patch/kernel/products tiles
 _SANDBOX_RGB = np.array([[225, 225, 225], [70, 70, 90], [255, 140, 0]], np.uint8)
 
@@ -52,7 +53,8 @@ def _pick_cell(layers: list[tuple[str, str, tuple[int, ...]]]):
                                                 f"{'×'.join(map(str, shapes[n][1]))})")
     kind, shape = shapes[name]
     if len(shape) == 3:
-        row = c[1].number_input("Row", 0, shape[0] - 1, shape[0] // 2, key=f"draw_x_row_{name}")
+        row = c[1].number_input("Row", 0, shape[0] - 1, shape[0] // 2,
+                                key=f"draw_x_row_{name}")
         col = c[2].number_input("Column", 0, shape[1] - 1, shape[1] // 2,
                                 key=f"draw_x_col_{name}")
         ch = c[3].number_input("Channel", 0, shape[2] - 1, 0, key=f"draw_x_ch_{name}")
@@ -80,26 +82,31 @@ def show_explanation(e: CellExplanation, digit: np.ndarray, field) -> None:
         _dense_pictures(e)
     elif e.source is not None and len(e.cell) == 3:
         r, c, ch = e.cell
-        st.image(_framed(e.source[..., ch], r, c, 1, 1), width="content",
-                 output_format="PNG", caption=f"the input value at row {r}, column {c} "
-                                              f"of channel {ch} (framed)")
+        _image(st, _framed(e.source[..., ch], r, c, 1, 1),
+               f"the input value at row {r}, column {c} of channel {ch} (framed)")
 
 
 def _framed(values: np.ndarray, top: int, left: int, height: int, width: int,
             side: int = 168, cmap: str = "viridis") -> np.ndarray:
-    """A map coloured and enlarged, the cells top..top+height, left..left+width framed."""
+    """A map coloured and enlarged, the cells top..top+height, left..left+width framed
+    (clipped to the map: a window reaching into the padding is framed where inside)."""
     values = np.asarray(values, np.float32)
     scale = max(1, side // max(values.shape))
     rgb = colorize(values, float(values.min()), float(values.max()), cmap, scale).copy()
     h, w = values.shape
-    t, b = max(top, 0) * scale, min(top + height, h) * scale - 1
-    lft, r = max(left, 0) * scale, min(left + width, w) * scale - 1
-    if b < t or r < lft:
+    t, b = max(top, 0) * scale, min(top + height, h) * scale
+    x0, x1 = max(left, 0) * scale, min(left + width, w) * scale
+    if b <= t or x1 <= x0:
         return rgb
-    for y0, y1, x0, x1 in ((t, t + 1, lft, r + 1), (b - 1, b, lft, r + 1),
-                           (t, b + 1, lft, lft + 1), (t, b + 1, r - 1, r)):
-        rgb[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = FIELD_RGB
+    line = max(1, scale // 3)
+    rgb[t:t + line, x0:x1] = rgb[b - line:b, x0:x1] = FIELD_RGB
+    rgb[t:b, x0:x0 + line] = rgb[t:b, x1 - line:x1] = FIELD_RGB
     return rgb
+
+
+def _image(where, img: np.ndarray, caption: str) -> None:
+    """An image at its own pixel size (small pictures are enlarged in NumPy, crisply)."""
+    where.image(img, width=int(img.shape[1]), output_format="PNG", caption=caption)
 
 
 def _on_input(digit: np.ndarray, field) -> tuple[np.ndarray, str]:
@@ -118,28 +125,27 @@ def _conv_pictures(e: CellExplanation, digit: np.ndarray, field) -> None:
     first = int(order[0])
     cols = st.columns(2)
     img, caption = _on_input(digit, field)
-    cols[0].image(img, width="content", output_format="PNG", caption=caption)
+    _image(cols[0], img, caption)
     in_ch = e.cell[2] // e.kernel.shape[-1] if e.type == "DepthwiseConv2D" else first
-    cols[1].image(_framed(e.source[..., in_ch], e.top, e.left, e.size, e.size),
-                  width="content", output_format="PNG",
-                  caption=f"its {e.size}×{e.size} window on the layer's input, channel "
-                          f"{in_ch} (orange frame)")
+    _image(cols[1], _framed(e.source[..., in_ch], e.top, e.left, e.size, e.size),
+           f"its {e.size}×{e.size} window on the layer's input, channel "
+                          f"{in_ch} (cyan frame)")
     bound = float(np.abs(e.products).max()) or 1.0
-    scale = max(1, 48 // e.size)
+    scale = max(1, 40 // e.size)
     tiles = []
     for i in order:
         wb = float(np.abs(e.kernel[..., i]).max()) or 1.0
-        tiles += [colorize(e.patch[..., i], float(e.patch.min()), float(e.patch.max()) or 1.0,
+        tiles += [colorize(e.patch[..., i], float(e.patch.min()), float(e.patch.max()),
                            "viridis", scale),
                   colorize(e.kernel[..., i], -wb, wb, "diverging", scale),
                   colorize(e.products[..., i], -bound, bound, "diverging", scale)]
-    st.image(tile_grid(np.stack(tiles), cols=3 * min(2, len(order)), pad=4),
-             width="content", output_format="PNG",
-             caption="each row: input window · kernel slice · products (red adds, blue "
+    _image(st, tile_grid(np.stack(tiles), cols=3 * min(2, len(order)), pad=4),
+           "each row: input window · kernel slice · products (red adds, blue "
                      "subtracts), for the input channels with the largest sums")
     st.text("sum per input channel: " + ", ".join(
         f"ch {int(i)}: {e.channel_sums[i]:+.4g}" for i in order)
-        + (f" … ({len(e.channel_sums)} in all)" if len(e.channel_sums) > len(order) else ""))
+        + (f" … ({len(e.channel_sums)} in all)" if len(e.channel_sums) > len(order)
+           else ""))
     if e.size <= 5:
         names = [str(i) for i in range(e.size)]
         t = st.columns(3)
@@ -153,34 +159,42 @@ def _conv_pictures(e: CellExplanation, digit: np.ndarray, field) -> None:
 def _pool_pictures(e: CellExplanation, digit: np.ndarray, field) -> None:
     cols = st.columns(2)
     img, caption = _on_input(digit, field)
-    cols[0].image(img, width="content", output_format="PNG", caption=caption)
+    _image(cols[0], img, caption)
     ch = e.cell[2]
     if e.winner is not None:
-        cols[1].image(_framed(e.source[..., ch], *e.winner, 1, 1), width="content",
-                      output_format="PNG", caption=f"the winner on the layer's input, "
-                                                   f"channel {ch}, row {e.winner[0]}, "
-                                                   f"column {e.winner[1]}")
+        _image(cols[1], _framed(e.source[..., ch], *e.winner, 1, 1),
+               f"the winner on the layer's input, channel {ch}, row {e.winner[0]}, "
+               f"column {e.winner[1]}")
     else:
-        cols[1].image(_framed(e.source[..., ch], e.top, e.left, e.size, e.size),
-                      width="content", output_format="PNG",
-                      caption=f"the {e.size}×{e.size} window averaged, channel {ch}")
+        _image(cols[1], _framed(e.source[..., ch], e.top, e.left, e.size, e.size),
+               f"the {e.size}×{e.size} window averaged, channel {ch}")
 
 
 def _dense_pictures(e: CellExplanation) -> None:
     if e.picture is not None:
         bound = float(np.abs(e.picture).max()) or 1.0
-        st.image(enlarge(colorize(e.picture, -bound, bound, "diverging"), 168),
-                 width="content", output_format="PNG",
-                 caption="contribution of each position of the previous map (summed over "
+        _image(st, enlarge(colorize(e.picture, -bound, bound, "diverging"), 168),
+               "contribution of each position of the previous map (summed over "
                          "its channels): red pushes this unit up, blue down")
     top = np.argsort(-np.abs(e.contributions))[:10]
     st.vega_lite_chart(spec={
-        "data": {"values": [{"input": str(int(i)), "contribution": float(e.contributions[i])}
-                            for i in top]},
+        "data": {"values": [{"input": _input_label(int(i), e.picture, len(e.contributions)),
+                             "contribution": float(e.contributions[i])} for i in top]},
         "mark": "bar", "title": "The largest contributions (input × weight)", "height": 180,
-        "encoding": {"x": {"field": "input", "type": "nominal", "sort": None},
+        "encoding": {"x": {"field": "input", "type": "nominal", "sort": None,
+                           "axis": {"labelAngle": 0}},
                      "y": {"field": "contribution", "type": "quantitative"}}},
         width="stretch")
+
+
+def _input_label(i: int, picture: np.ndarray | None, n: int) -> str:
+    """A flattened input's index, as row/column/channel of the map it came from."""
+    if picture is None:
+        return str(i)
+    h, w = picture.shape
+    r, rest = divmod(i, w * (n // (h * w)))
+    c, ch = divmod(rest, n // (h * w))
+    return f"r{r} c{c} ch{ch}"
 
 
 # -- the sandbox -------------------------------------------------------------------------
@@ -198,10 +212,13 @@ def sandbox() -> None:
         return
     st.text(f"Output: {plan.out}×{plan.out}   ({plan.formula})")
     steps = len(plan.positions)
-    step = st.slider("Kernel position", 1, steps, 1, key=f"draw_sb_step_{size}_{kernel}_{stride}_{padding}") if steps > 1 else 1
-    st.image(sandbox_picture(plan, step - 1), width="content", output_format="PNG",
-             caption=f"position {step} of {steps}: dark input cells, light gray padding, "
-                     "orange the kernel's window")
+    step = 1
+    if steps > 1:                 # one key per plan: a stored step never exceeds the range
+        step = st.slider("Kernel position", 1, steps, 1,
+                         key=f"draw_sb_step_{size}_{kernel}_{stride}_{padding}")
+    _image(st, sandbox_picture(plan, step - 1),
+           f"position {step} of {steps}: dark input cells, light gray padding, orange the "
+           "kernel's window")
 
 
 def sandbox_picture(plan: WindowPlan, step: int, cell: int = 18) -> np.ndarray:
