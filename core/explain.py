@@ -332,6 +332,19 @@ def explainable(model: Any) -> list[tuple[str, str, tuple[int, ...]]]:
             for layer in model.layers if type(layer).__name__ in EXPLAINED]
 
 
+def not_explained(model: Any) -> str | None:
+    """A sentence about the model's SeparableConv2D layers (not explained cell by cell),
+    or None when it has none."""
+    names = [layer.name for layer in model.layers
+             if type(layer).__name__ == "SeparableConv2D"]
+    if not names:
+        return None
+    return (f"{', '.join(names)} (SeparableConv2D) cannot be picked here: each is a "
+            "depthwise k×k step on every channel followed by a 1×1 convolution across "
+            "them, two sums in one layer. A DepthwiseConv2D followed by a 1×1 Conv2D "
+            "computes the same thing, and both of those can be explained.")
+
+
 def layer_io(model: Any, name: str, digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The layer's input and output for one digit (no batch axis), float32."""
     import keras  # noqa: PLC0415 - heavy, only when a cell is explained

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.errors import LayerLabError
 from core.explain import (SANDBOX_MAX, CellExplanation, WindowPlan, explain_cell,
-                          explainable, input_field, plan_grid, window_plan)
+                          explainable, input_field, not_explained, plan_grid, window_plan)
 from core.imaging import colorize, enlarge, tile_grid
 from core.inspector import on_worker
 from core.layers import KERNEL, PADDINGS, STRIDES
@@ -26,6 +26,9 @@ def explain_section(model, digit: np.ndarray) -> None:
     st.caption("Pick a layer and one cell of its output: see exactly how that number is "
                "computed from the layer's input, and check it against the model's own.")
     layers = explainable(model)
+    skipped = not_explained(model)
+    if skipped:
+        st.caption(skipped)
     if not layers:
         st.caption("This model has no convolution, pooling, batch-norm or Dense layer to "
                    "explain.")

@@ -7,7 +7,7 @@ import pytest
 
 from core.errors import LayerLabError
 from core.explain import (batchnorm_cell, conv_cell, dense_unit, explain_cell, explainable,
-                          input_field, plan_grid, pool_cell, window_plan)
+                          input_field, not_explained, plan_grid, pool_cell, window_plan)
 from core.layers import _spatial
 from core.pretrained import available, load_model
 
@@ -73,6 +73,24 @@ def test_depthwise_cell_matches_keras():
         e = conv_cell(x[0], kernel, bias, stride=2, padding="same", activation="relu",
                       cell=cell, depthwise=True)
         assert e.value == pytest.approx(float(out[cell]), abs=1e-5)
+
+
+def test_separable_layers_are_named_in_a_sentence():
+    from core.build import build_model
+    from core.spec import ModelSpec
+
+    model = build_model(ModelSpec("sep", [
+        {"type": "SeparableConv2D", "filters": 4, "kernel_size": 3},
+        {"type": "DepthwiseConv2D", "kernel_size": 3, "padding": "same", "strides": 2},
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]),
+        seed=0)
+    sentence = not_explained(model)
+    assert sentence.startswith("sepconv1 (SeparableConv2D)") and sentence.endswith(".")
+    assert [kind for _, kind, _ in explainable(model)] == ["DepthwiseConv2D", "Dense"]
+    digit = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    for cell in [(0, 0, 0), (12, 12, 3), (6, 0, 2)]:
+        assert explain_cell(model, digit, "dwconv1", cell).matches
+    assert not_explained(load_model("small_cnn")) is None
 
 
 def test_batchnorm_affine_step():
