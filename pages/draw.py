@@ -18,6 +18,7 @@ from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preproces
 from core.wording import plain, plural
 from pages import handoff
 from pages.common import PRETRAINED_PREFIX, load_choice, mnist, model_choices, show_error
+from pages.draw_explain import explain_section
 from pages.draw_fool import fool_section
 from pages.draw_personal import add_to_my_digits
 from pages.widgets import digit_grid
@@ -362,6 +363,7 @@ else:
         legend(lo, hi, "viridis", f"{view.name} activation (shared scale)")
     else:
         legend(0.0, 1.0, "viridis", "each map from its own minimum (0) to maximum (1)")
+explain_section(model, digit)
 
 # -- dense layers ------------------------------------------------------------------------
 dense = inspector.views("dense")[:-1]
