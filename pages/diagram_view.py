@@ -19,7 +19,7 @@ FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
 def _details(b: Box) -> dict:
     """The tooltip fields of one box, numbers with thousands separators."""
-    return {"layer": b.name, "type": b.label, "output shape": shape_text(b.shape),
+    return {"name": b.name, "type": b.label, "output shape": shape_text(b.shape),
             "params": f"{b.params:,}", "MACs": f"{b.macs:,}"}
 
 
@@ -43,7 +43,8 @@ def network_chart(placed: list[Box]) -> alt.LayerChart:
     y0, y1 = bottom - 3 * LINE - PAD, top + 3 * LINE
     x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False))
-    tooltip = ["layer:N", "type:N", "output shape:N", "params:N", "MACs:N"]
+    tooltip = [alt.Tooltip("name:N", title="layer"), "type:N", "output shape:N", "params:N",
+               "MACs:N"]
     solid = alt.Chart(shapes).mark_area(stroke="#333333", strokeWidth=0.6, opacity=1).encode(
         x=x, y=y, y2="y2:Q", detail="face:N", color=alt.Color("colour:N", scale=None),
         tooltip=tooltip)
