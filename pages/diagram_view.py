@@ -14,6 +14,7 @@ from core.spec import ModelSpec, shape_text
 
 PAD = 12            # pixels around the drawing
 LINE = 13           # a label line's height in pixels
+WIDTH = 900         # the page's width at 1,400 px: a stack is drawn larger or smaller to fit
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
 
@@ -34,7 +35,8 @@ def _labels(placed: list[Box], bottom: float, top: float) -> pd.DataFrame:
 
 
 def network_chart(placed: list[Box]) -> alt.LayerChart:
-    """The boxes drawn one pixel per unit (so shapes keep their proportions), labelled."""
+    """The boxes drawn to scale, labelled: a unit is a pixel, zoomed (0.8 to 1.5, text
+    alike) towards the page's width; a longer stack runs wider than the page."""
     details = {b.index: _details(b) for b in placed}
     shapes = pd.DataFrame([{**row, **details[row["layer"]]} for row in faces(placed)])
     bottom = float(shapes["y"].min()) - 6
@@ -43,6 +45,7 @@ def network_chart(placed: list[Box]) -> alt.LayerChart:
     y0, y1 = bottom - 3 * LINE - PAD, top + 3 * LINE
     x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False))
+    zoom = min(1.5, max(0.8, WIDTH / (x1 - x0)))    # both axes alike: boxes keep their shape
     tooltip = [alt.Tooltip("name:N", title="layer"), "type:N", "output shape:N", "params:N",
                "MACs:N"]
     solid = alt.Chart(shapes).mark_area(stroke="#333333", strokeWidth=0.6, opacity=1).encode(
@@ -50,10 +53,12 @@ def network_chart(placed: list[Box]) -> alt.LayerChart:
         tooltip=tooltip)
     labels = _labels(placed, bottom, top)
     text = [alt.Chart(labels[labels["baseline"] == where]).mark_text(
-        baseline=where, lineBreak="\n", fontSize=10, lineHeight=LINE).encode(
+        baseline=where, lineBreak="\n", fontSize=round(10 * zoom, 1),
+        lineHeight=LINE * zoom).encode(
         x=x, y=y, text="caption:N", tooltip=tooltip) for where in ("top", "bottom")]
     return alt.layer(solid, *text).properties(
-        width=round(x1 - x0), height=round(y1 - y0)).configure_view(stroke=None)
+        width=round(zoom * (x1 - x0)), height=round(zoom * (y1 - y0))
+    ).configure_view(stroke=None)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

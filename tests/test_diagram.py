@@ -105,6 +105,23 @@ def test_layout_refuses_nothing_but_boxes_refuses_an_invalid_stack():
     assert len(layout([])) == 1                                  # the input alone
 
 
+def test_a_short_stack_is_drawn_larger_text_and_all_and_a_long_one_smaller():
+    from pages.diagram_view import network_chart
+
+    def zoom_and_font(spec):
+        placed = boxes(spec)
+        chart = network_chart(placed).to_dict()
+        x0, x1 = chart["layer"][0]["encoding"]["x"]["scale"]["domain"]
+        return chart["width"] / (x1 - x0), chart["layer"][1]["mark"]["fontSize"]
+
+    short = zoom_and_font(ModelSpec("t", [{"type": "Flatten"}, SOFTMAX]))
+    long = zoom_and_font(ModelSpec("t", [{"type": "Flatten"}] + [{"type": "Dropout",
+                                                                   "rate": 0.1}] * 30
+                                   + [SOFTMAX]))
+    assert short == pytest.approx((1.5, 15.0), abs=0.01)
+    assert long == pytest.approx((0.8, 8.0), abs=0.01)
+
+
 @pytest.fixture(scope="module")
 def pictures():
     from pages.diagram_view import network_file
