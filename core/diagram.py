@@ -14,7 +14,7 @@ y = 0 and its depth goes up and to the right. :func:`faces` turns the boxes into
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.layers import LAYERS
 from core.spec import INPUT_SHAPE, LayerInfo, ModelSpec, infer_shapes, shape_text
@@ -52,6 +52,7 @@ class Box:
     height: float               # the front face's height (map size or vector length)
     depth: float                # the slanted depth, drawn up and to the right (map width)
     colour: str
+    y: float = 0.0              # the front face's centre (rows below the first are lower)
 
     @property
     def caption(self) -> str:
@@ -121,6 +122,23 @@ def boxes(spec: ModelSpec) -> list[Box]:
     return layout(infer_shapes(spec))
 
 
+def wrap(placed: list[Box], width: float, pitch: float) -> list[Box]:
+    """The row broken into rows at most ``width`` wide (a box wider than that alone on
+    its row), each row ``pitch`` below the one before and starting again at x = 0.
+
+    >>> spec = ModelSpec("t", [{"type": "Flatten"}, {"type": "Dropout", "rate": 0.5},
+    ...     {"type": "Dense", "units": 10, "activation": "softmax"}])
+    >>> [(b.x, b.y) for b in wrap(boxes(spec), 150, 100)]
+    [(0.0, 0.0), (64.0, 0.0), (128.0, 0.0), (0.0, -100.0)]
+    """
+    out, start, row = [], 0.0, 0
+    for b in placed:
+        if out and b.x + b.width + b.depth - start > width:
+            start, row = b.x, row + 1
+        out.append(replace(b, x=b.x - start, y=0.0 - row * pitch))
+    return out
+
+
 def shade(colour: str, factor: float) -> str:
     """A hex colour made lighter (factor > 1, towards white) or darker (< 1).
 
@@ -145,7 +163,8 @@ def faces(placed: list[Box]) -> list[dict]:
     """
     rows = []
     for b in placed:
-        left, right, bottom, top, d = b.x, b.x + b.width, -b.height / 2, b.height / 2, b.depth
+        left, right, d = b.x, b.x + b.width, b.depth
+        bottom, top = b.y - b.height / 2, b.y + b.height / 2
         # The top face is a parallelogram: between its lower edge (front, then right
         # slant) and its upper edge (left slant, then back), evaluated at its corners.
         top_xs = sorted({left, right, left + d, right + d})

@@ -8,13 +8,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.diagram import Box, boxes, faces
+from core.diagram import LABEL_ROOM, Box, boxes, faces, wrap
 from core.errors import LayerLabError
 from core.spec import ModelSpec, shape_text
 
 PAD = 12            # pixels around the drawing
 LINE = 13           # a label line's height in pixels
-WIDTH = 900         # the page's width at 1,400 px: a stack is drawn larger or smaller to fit
+WIDTH = 520         # within the page's width at 1,024 px: a longer stack is in rows
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
 
@@ -24,34 +24,45 @@ def _details(b: Box) -> dict:
             "params": f"{b.params:,}", "MACs": f"{b.macs:,}"}
 
 
-def _labels(placed: list[Box], bottom: float, top: float) -> pd.DataFrame:
-    """One caption per box, alternately below and above the row so neighbours never meet.
+def _labels(placed: list[Box], above: float, below: float) -> pd.DataFrame:
+    """One caption per box, alternately below and above its row so neighbours never meet
+    (``above``/``below``: the room from a row's centre to its boxes' top/bottom).
 
     Vega anchors a caption's first line, so one above the row starts two lines higher."""
     return pd.DataFrame([{"x": b.x + (b.width + b.depth) / 2, "caption": b.caption,
-                          "y": bottom if k % 2 == 0 else top + 2 * LINE,
+                          "y": b.y - below if k % 2 == 0 else b.y + above + 2 * LINE,
                           "baseline": "top" if k % 2 == 0 else "bottom", **_details(b)}
                          for k, b in enumerate(placed)])
 
 
-def network_chart(placed: list[Box]) -> alt.LayerChart:
-    """The boxes drawn to scale, labelled: a unit is a pixel, zoomed (0.8 to 1.5, text
-    alike) towards the page's width; a longer stack runs wider than the page."""
+def _extent(placed: list[Box]) -> tuple[float, float]:
+    """The drawing's left and right ends: its boxes and (about 6 px a letter) its labels."""
+    ends = [(b.x + (b.width + b.depth) / 2 - 3.2 * n, b.x + (b.width + b.depth) / 2 + 3.2 * n)
+            for b in placed for n in [max(map(len, b.caption.split("\n")))]]
+    return (min(-PAD, *(e[0] for e in ends)) - 4,
+            max(*(b.x + b.width + b.depth + PAD for b in placed), *(e[1] for e in ends)) + 4)
+
+
+def network_chart(row: list[Box]) -> alt.LayerChart:
+    """The boxes drawn to scale, labelled: a unit is a pixel (up to 1.5 for a short stack,
+    text alike), and a stack wider than the page is broken into rows."""
+    above = max(b.height / 2 + b.depth for b in row) + 6
+    below = max(b.height / 2 for b in row) + 6
+    # Rows leave room for the labels that overhang the boxes at either end.
+    placed = wrap(row, WIDTH - 2 * LABEL_ROOM, above + below + 6 * LINE + PAD)
     details = {b.index: _details(b) for b in placed}
-    shapes = pd.DataFrame([{**row, **details[row["layer"]]} for row in faces(placed)])
-    bottom = float(shapes["y"].min()) - 6
-    top = float(shapes["y2"].max()) + 6
-    x0, x1 = -PAD, max(b.x + b.width + b.depth for b in placed) + 3 * PAD
-    y0, y1 = bottom - 3 * LINE - PAD, top + 3 * LINE
+    shapes = pd.DataFrame([{**r, **details[r["layer"]]} for r in faces(placed)])
+    x0, x1 = _extent(placed)
+    zoom = min(1.5, max(1.0, WIDTH / (x1 - x0)))    # both axes alike: boxes keep their shape
+    y0, y1 = placed[-1].y - below - 3 * LINE - PAD, above + 3 * LINE
     x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False))
-    zoom = min(1.5, max(0.8, WIDTH / (x1 - x0)))    # both axes alike: boxes keep their shape
     tooltip = [alt.Tooltip("name:N", title="layer"), "type:N", "output shape:N", "params:N",
                "MACs:N"]
     solid = alt.Chart(shapes).mark_area(stroke="#333333", strokeWidth=0.6, opacity=1).encode(
         x=x, y=y, y2="y2:Q", detail="face:N", color=alt.Color("colour:N", scale=None),
         tooltip=tooltip)
-    labels = _labels(placed, bottom, top)
+    labels = _labels(placed, above, below)
     text = [alt.Chart(labels[labels["baseline"] == where]).mark_text(
         baseline=where, lineBreak="\n", fontSize=round(10 * zoom, 1),
         lineHeight=LINE * zoom).encode(

@@ -7,7 +7,8 @@ import itertools
 
 import pytest
 
-from core.diagram import COLOURS, INPUT, MAX_HEIGHT, box_size, boxes, faces, layout, shade
+from core.diagram import (COLOURS, INPUT, MAX_HEIGHT, box_size, boxes, faces, layout,
+                          shade, wrap)
 from core.layers import LAYERS
 from core.presets import PRESETS
 from core.spec import ModelSpec, infer_shapes
@@ -105,21 +106,28 @@ def test_layout_refuses_nothing_but_boxes_refuses_an_invalid_stack():
     assert len(layout([])) == 1                                  # the input alone
 
 
-def test_a_short_stack_is_drawn_larger_text_and_all_and_a_long_one_smaller():
-    from pages.diagram_view import network_chart
+def test_a_short_stack_is_drawn_larger_and_a_long_one_in_rows_within_the_page():
+    from pages.diagram_view import WIDTH, network_chart
 
-    def zoom_and_font(spec):
-        placed = boxes(spec)
-        chart = network_chart(placed).to_dict()
+    def drawn(spec):
+        chart = network_chart(boxes(spec)).to_dict()
         x0, x1 = chart["layer"][0]["encoding"]["x"]["scale"]["domain"]
-        return chart["width"] / (x1 - x0), chart["layer"][1]["mark"]["fontSize"]
+        rows = {(r["y"] + r["y2"]) / 2 for r in chart["datasets"][chart["layer"][0]["data"]["name"]]
+                if r["face"].endswith("front")}
+        zoom = chart["width"] / (x1 - x0)
+        return chart["width"], zoom, chart["layer"][1]["mark"]["fontSize"], len(rows)
 
-    short = zoom_and_font(ModelSpec("t", [{"type": "Flatten"}, SOFTMAX]))
-    long = zoom_and_font(ModelSpec("t", [{"type": "Flatten"}] + [{"type": "Dropout",
-                                                                   "rate": 0.1}] * 30
-                                   + [SOFTMAX]))
-    assert short == pytest.approx((1.5, 15.0), abs=0.01)
-    assert long == pytest.approx((0.8, 8.0), abs=0.01)
+    width, zoom, font, rows = drawn(ModelSpec("t", [{"type": "Flatten"}, SOFTMAX]))
+    assert zoom == pytest.approx(1.5, abs=0.01) and font == 15.0 and width <= WIDTH
+    assert rows == 1
+    long = ModelSpec("t", [{"type": "Flatten"}] + [{"type": "Dropout", "rate": 0.1}] * 30
+                     + [SOFTMAX])
+    width, zoom, font, rows = drawn(long)
+    assert rows > 1 and WIDTH - 2 <= width <= WIDTH            # rows filling the page
+    assert 1.0 <= zoom <= 1.5 and font == pytest.approx(10 * zoom, abs=0.1)
+    placed = wrap(boxes(long), 300, 100)
+    assert len(placed) == 33 and len({b.y for b in placed}) > 3
+    assert all(b.x + b.width + b.depth <= 300 for b in placed)
 
 
 @pytest.fixture(scope="module")
