@@ -14,6 +14,7 @@ from core.spec import ModelSpec, check_cost, check_spec, default_layer
 from core.stats import compare, human_bytes, human_count, summarize
 from core.wording import plain
 from pages.common import run_label, session_runs, show_error
+from pages.diagram_view import show_network
 from pages.widgets import layer_table, show_layer_table
 
 st.title("🧩 Builder")
@@ -205,6 +206,7 @@ else:
                      key="builder_table")
     st.caption("Activation memory in the table is per image at fp32; the training figure "
                "above multiplies by the batch size and keeps the gradients too.")
+    show_network(spec, key="builder_network")
 
 # -- actions ------------------------------------------------------------------------------
 c = st.columns(3)

@@ -12,6 +12,7 @@ from core.presets import PRESETS
 from core.stats import human_bytes, human_count, summarize
 from core.wording import plural
 from pages.common import pretrained_record, show_error, store
+from pages.diagram_view import show_network
 from pages.widgets import layer_table, show_layer_table
 
 st.title("🧱 Models")
@@ -51,6 +52,7 @@ show_layer_table(table, key="models_table")
 st.caption(f"Activation memory at batch {batch}: inference "
            f"{human_bytes(t.activation_bytes_inference)}, training ≈ "
            f"{human_bytes(t.activation_bytes_training)} (outputs kept, plus their gradients).")
+show_network(preset.spec, key="models_network")
 
 st.subheader("Where the parameters and the compute go")
 long = table.melt(id_vars=["#", "layer", "type"], value_vars=["params", "MACs", "activations"],
