@@ -150,3 +150,43 @@ def show(hits: pd.DataFrame, query: Query, split: str, source: str,
                          "digit": st.column_config.TextColumn("true digit"),
                          "distance": st.column_config.NumberColumn("distance",
                                                                    format="%.3f")})
+
+
+@st.cache_data(show_spinner="Three principal components…", max_entries=4)
+def coords_3d(map_key: str, _index: NeighbourIndex, seed: int) -> np.ndarray:
+    from core.projections import pca_3d
+
+    return pca_3d(_index.features, seed)
+
+
+def show_3d(map_key: str, proj, images: np.ndarray, model, layer: str | None,
+            hits: pd.DataFrame | None) -> None:
+    """A rotatable 3-D PCA of the same points (plotly), the neighbours ringed."""
+    import plotly.graph_objects as go
+
+    index = neighbour_index(map_key, images, proj.indices, model, layer, proj.feature_dim)
+    if index.features is None:
+        st.info("This source is too large to keep in memory for a 3-D view; choose fewer "
+                "points or a smaller layer.")
+        return
+    xyz = coords_3d(map_key, index, proj.request.seed)
+    fig = go.Figure()
+    for d in range(10):
+        m = proj.labels == d
+        fig.add_trace(go.Scatter3d(
+            x=xyz[m, 0], y=xyz[m, 1], z=xyz[m, 2], mode="markers", name=str(d),
+            marker={"size": 2.5, "opacity": 0.7}, customdata=proj.indices[m],
+            hovertemplate=f"true digit {d}<br>image #%{{customdata}}<extra></extra>"))
+    if hits is not None:
+        pos = hits["position"].to_numpy()
+        fig.add_trace(go.Scatter3d(
+            x=xyz[pos, 0], y=xyz[pos, 1], z=xyz[pos, 2], mode="markers",
+            name="neighbours", marker={"size": 7, "color": "rgba(0,0,0,0)",
+                                       "line": {"color": "black", "width": 3}}))
+    fig.update_layout(height=600, margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                      legend={"title": {"text": "true digit"}},
+                      scene={"xaxis_title": "PC1", "yaxis_title": "PC2",
+                             "zaxis_title": "PC3"})
+    st.plotly_chart(fig, key="proj_3d_chart", width="stretch")
+    st.caption("Drag to rotate, scroll to zoom. The first three principal components of "
+               "the same source; the neighbours (searched in all its dimensions) are ringed.")

@@ -310,6 +310,9 @@ if right is not None:
         st.image(enlarge(digit_grid(data.x_train[idx], cols=4), 240), width=240,
                  caption=", ".join(str(int(data.y_train[i])) for i in idx))
 
+if method == "pca" and st.toggle("3-D view (three principal components, rotatable)",
+                                 key="proj_3d"):
+    neighbours_view.show_3d(key, proj, images, model, layer, hits)
 if hits is not None:
     neighbours_view.show(hits, query, split, f"{layer} ({proj.feature_dim:,} values)"
                          if layer else "the raw pixels (784 values)", images)

@@ -171,3 +171,23 @@ def test_an_image_not_on_the_map_is_a_sentence(open_page, mnist):
     assert not at.exception, at.exception
     assert any("is not on this map" in w.value for w in at.warning)
     assert neighbour_table(at) is None
+
+
+def trace_len(values) -> int:
+    """Points in a plotly trace axis (plain list, or plotly's base64 typed array)."""
+    if isinstance(values, dict):
+        return len(np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"]))
+    return len(values)
+
+
+def test_pca_3d_view_rings_the_neighbours(open_page, mnist):
+    from core.projections import select_indices
+
+    chosen = int(select_indices(mnist.y_test, 2000, 0)[9])
+    at = open_page("projections", state={"proj_nn_image": chosen, "proj_3d": True})
+    assert not at.exception, at.exception
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = fig["data"]
+    assert sum(trace_len(t["x"]) for t in traces if t["name"] != "neighbours") == 2000
+    ringed = next(t for t in traces if t["name"] == "neighbours")
+    assert trace_len(ringed["x"]) == trace_len(ringed["z"]) == 10
