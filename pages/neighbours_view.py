@@ -142,6 +142,7 @@ def show(hits: pd.DataFrame, query: Query, split: str, source: str,
                    f"2-D layout, which distorts distances); Euclidean distance.")
         st.dataframe(hits[["rank", "image", "index", "digit", "distance"]],
                      key="proj_nn_table", hide_index=True, row_height=THUMB_PX + 4,
+                     height=(len(hits) + 1) * (THUMB_PX + 4) + 3,    # all ten, no scroll
                      column_config={
                          "rank": st.column_config.NumberColumn("#", width="small"),
                          "image": st.column_config.ImageColumn("image", width="small"),
