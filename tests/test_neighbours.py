@@ -191,3 +191,29 @@ def test_pca_3d_view_rings_the_neighbours(open_page, mnist):
     assert sum(trace_len(t["x"]) for t in traces if t["name"] != "neighbours") == 2000
     ringed = next(t for t in traces if t["name"] == "neighbours")
     assert trace_len(ringed["x"]) == trace_len(ringed["z"]) == 10
+
+
+def test_page_searches_the_chosen_layer(open_page, tiny_trained, mnist):
+    """With a model's layer as the source, the list comes from that layer's activations."""
+    from core.projections import layer_features, select_indices
+    from core.runs import Run, RunStore, new_run_id
+
+    spec, model = tiny_trained
+    ws = "1a7e4b0c" * 4
+    run = Run(id=new_run_id(), name="tiny", spec=spec.to_dict(), recipe={}, workspace=ws,
+              status="finished", epochs_done=1, test_accuracy=0.9)
+    RunStore().save_run(run)
+    RunStore().save_model(run.id, model)
+    idx = select_indices(mnist.y_test, 2000, 0)
+    at = open_page("projections", query={"ws": ws}, state={"proj_nn_image": int(idx[4])})
+    at.selectbox(key="proj_model").set_value(f"tiny · run {run.id[-6:]}, 90.00%").run()
+    assert not at.exception, at.exception
+    feats = layer_features(model, "dense1", mnist.x_test[idx])
+    _, want_d = brute_force(feats, feats[4].astype(np.float64), 10, 4)
+    listed = neighbour_table(at)
+    pos = np.searchsorted(idx, listed["index"].to_numpy())
+    got_d = np.sqrt(((feats[pos].astype(np.float64) - feats[4]) ** 2).sum(axis=1))
+    # the listed images are the layer's ten nearest (batching may swap exact near-ties)
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-4)
+    np.testing.assert_allclose(listed["distance"], want_d, rtol=1e-4)
+    assert any("dense1 (32 values)" in c.value for c in at.caption)
