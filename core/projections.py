@@ -339,6 +339,18 @@ def fit_umap_map(request: ProjectionRequest, images: np.ndarray, labels: np.ndar
     return fitted
 
 
+def pca_3d(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The first three principal components of ``features``: float32 ``(N, 3)`` (zeros
+    pad a source of fewer than three dimensions), for the rotatable 3-D view.
+
+    >>> pca_3d(np.random.default_rng(0).normal(size=(50, 1)).astype(np.float32)).shape
+    (50, 3)
+    """
+    coords = fit_pca(features, 3, seed).apply(features)
+    return np.pad(coords, ((0, 0), (0, 3 - coords.shape[1]))) if coords.shape[1] < 3 \
+        else coords
+
+
 def point_probabilities(model, images: np.ndarray, labels: np.ndarray,
                         indices: np.ndarray) -> np.ndarray:
     """A model's class probabilities for the mapped points, through the evaluation cache.

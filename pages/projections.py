@@ -17,13 +17,13 @@ from core.imaging import enlarge
 from core.projection_jobs import plan_map, submit
 from core.projections import METHOD_LABELS, ProjectionRequest, fitted_map, resolve
 from core.wording import plural
-from pages import handoff
+from pages import handoff, neighbours_view
 from pages.common import data_and_models, load_choice, mnist, show_error
 from pages.widgets import digit_grid
 
 NO_MODEL = "— none: raw pixels only —"
 PIXELS = "raw pixels (784 values)"
-THUMB_CAP = 2000            # points whose tooltip carries a 28×28 thumbnail
+THUMB_CAP = 2000            # points whose tooltip carries a thumbnail
 REGION_MAX = 60             # images listed for a selected region
 POINTS = {"test": [1000, 2000, 5000, 10000],
           "train": [1000, 2000, 5000, 10000, 20000, 60000]}
@@ -31,15 +31,15 @@ POINTS = {"test": [1000, 2000, 5000, 10000],
 
 @st.cache_data(show_spinner="Making thumbnails…", max_entries=8)
 def thumbnails(split: str, n_points: int, seed: int) -> list[str]:
-    """PNG data URLs for the first THUMB_CAP mapped points (same order as the map)."""
-    from core.analysis import png_data_url
+    """PNG data URLs, 56 px wide so a digit can be read, for the first THUMB_CAP mapped
+    points (same order as the map)."""
     from core.projections import select_indices
 
     data = mnist()
     images, labels = ((data.x_train, data.y_train) if split == "train"
                       else (data.x_test, data.y_test))
     idx = select_indices(labels, n_points, seed)[:THUMB_CAP]
-    return [png_data_url(images[i]) for i in idx]
+    return [neighbours_view.thumbnail(images[i]) for i in idx]
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -252,8 +252,20 @@ if method == "umap":
                                                       workspace=st.session_state.workspace)
             st.rerun()
 
+# -- nearest neighbours: of a clicked dot (or a typed image #) or of the drawn digit ----------
+map_chart_key = chart_key(method, key)
+query = neighbours_view.choose(st.session_state.get(map_chart_key), proj.indices, split,
+                               drawn)
+hits = None
+if query is not None:
+    try:
+        hits = neighbours_view.find(query, key, proj, images, model, layer)
+    except LayerLabError as err:
+        show_error(err)
+
 # -- chart ------------------------------------------------------------------------------------
 region = alt.selection_interval(name="region", encodings=["x", "y"])
+pick = alt.selection_point(name=neighbours_view.PICK, fields=["index"], on="click")
 legend = alt.selection_point(name="legend", fields=["digit"], bind="legend")
 if highlight:
     opacity = alt.condition("datum.correct", alt.value(0.07), alt.value(1.0))
@@ -267,21 +279,26 @@ points = alt.Chart(df).mark_circle().encode(
     color=alt.Color("digit:N", title="true digit", scale=alt.Scale(scheme="category10"),
                     sort=[str(d) for d in range(10)]),
     opacity=opacity, size=size, tooltip=tooltip,
-).add_params(region, legend)
+).add_params(region, legend, pick)
 chart = points
+if hits is not None:
+    query_xy = hits.attrs.get("query_xy") or (None if placed is None else
+                                               (float(placed[0]), float(placed[1])))
+    chart = chart + neighbours_view.rings(hits, query_xy)
 if placed is not None:
     star = alt.Chart(pd.DataFrame({"x": [float(placed[0])], "y": [float(placed[1])],
                                    "what": ["your drawn digit"]})).mark_point(
         shape="diamond", size=420, filled=True, color="black", stroke="white",
         strokeWidth=2).encode(x="x:Q", y="y:Q", tooltip=["what"])
-    chart = points + star
+    chart = chart + star
 chart = chart.properties(height=560)
 left, right = st.columns([3, 1]) if placed is not None else (st.container(), None)
 with left:
-    event = st.altair_chart(chart, width="stretch", key=chart_key(method, key),
-                            on_select="rerun", selection_mode=["region"])
+    event = st.altair_chart(chart, width="stretch", key=map_chart_key,
+                            on_select="rerun", selection_mode=["region", neighbours_view.PICK])
     st.caption(f"Hover a dot for its image (thumbnails for the first {THUMB_CAP:,} points), "
-               f"click a legend entry to pick a digit, drag a rectangle to list its images.")
+               f"click a dot to list its nearest neighbours, click a legend entry to pick a "
+               f"digit, drag a rectangle to list its images.")
 if right is not None:
     from core.projections import nearest_images
 
@@ -292,6 +309,13 @@ if right is not None:
         st.markdown("**Nearest training images** (pixel distance)")
         st.image(enlarge(digit_grid(data.x_train[idx], cols=4), 240), width=240,
                  caption=", ".join(str(int(data.y_train[i])) for i in idx))
+
+if method == "pca" and st.toggle("3-D view (three principal components, rotatable)",
+                                 key="proj_3d"):
+    neighbours_view.show_3d(key, proj, images, model, layer, hits)
+if hits is not None:
+    neighbours_view.show(hits, query, split, f"{layer} ({proj.feature_dim:,} values)"
+                         if layer else "the raw pixels (784 values)", images)
 
 # -- selected region --------------------------------------------------------------------------
 box = ((event or {}).get("selection") or {}).get("region") or {}
