@@ -327,7 +327,7 @@ class TrainingJob:
         from core.callbacks import (EpochCheckpoint, EpochHistory, LiveBatches,  # noqa
                                     RecalibrateBatchNorm, StepLearningRate, StopOnNaN)
         from core.device import detect  # noqa: PLC0415
-        from core.snapshots import for_job as snapshots_for  # noqa: PLC0415
+        from core.snapshot_callback import for_job as snapshots_for  # noqa: PLC0415
 
         recipe, run = self.recipe, self.run
         device = detect()

@@ -77,7 +77,7 @@ def test_snapshots_saved_and_loaded_with_the_run(trained, small_data):
     assert arrays is not None
     assert list(arrays["epoch"]) == pytest.approx([s["epoch"] for s in job.snapshots.snaps])
     assert arrays["maps"].shape == (6, 26, 26, 8)
-    assert list(arrays["layers"]) == [s for s in job.snapshots._layers]
+    assert list(arrays["layers"]) == job.snapshots.layers
     assert int(arrays["probe_label"]) == int(small_data.y_test[3])
     assert (store.run_dir(job.run.id) / "snapshots.npz").stat().st_size < 1_000_000
 
@@ -105,7 +105,7 @@ def test_bulky_cnn_snapshots_of_a_long_run_stay_under_1mb(small_data):
     import keras
 
     from core.build import build_model
-    from core.snapshots import Snapshots
+    from core.snapshot_callback import Snapshots
 
     model = build_model(PRESETS["bulky_cnn"].spec, seed=0)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -124,3 +124,38 @@ def test_bulky_cnn_snapshots_of_a_long_run_stay_under_1mb(small_data):
     assert arrays["filters"].shape[1:] == (3, 3, 32)
     assert arrays["epoch"][0] == 0 and arrays["epoch"][-1] == 30      # ends kept
     assert len(arrays["epoch"]) >= 10
+
+
+def test_replay_view_steps_through_a_runs_snapshots(trained, open_page):
+    from core.runs import Run
+    from core.workspace import new_workspace_id
+    from pages.train_replay import NO_SNAPSHOTS
+
+    store, job = trained
+    ws = new_workspace_id()
+    home = RunStore()                                # the app's store (a temp home)
+    run = Run.from_dict({**job.run.to_dict(), "workspace": ws})
+    home.save_run(run)
+    arrays = store.load_snapshots(run.id)
+    home.save_snapshots(run.id, arrays)
+    bare = Run.from_dict({**run.to_dict(), "id": run.id + "x", "name": "bare"})
+    home.save_run(bare)                              # a run without snapshots
+    at = open_page("train", query={"ws": ws})
+    assert not at.exception
+    source = at.selectbox(key="replay_source")
+    label = next(o for o in source.options if run.id[-6:] in o and "bare" not in o)
+    source.set_value(label).run()
+    slider = at.select_slider(key=f"replay_pos_{run.id}")
+    n = len(arrays["epoch"])
+    assert n >= 6 and len(slider.options) == n
+    slider.set_value(n - 1).run()
+    assert not at.exception
+    texts = [t.value for t in at.text]
+    assert any(t.startswith("Validation accuracy at this point") and "(was" in t
+               for t in texts)
+    assert len(at.get("image")) >= 3                  # filters, probe, maps
+    at.toggle(key="replay_play").set_value(True).run()
+    assert not at.exception
+    bare_label = next(o for o in source.options if "bare" in o)
+    at.selectbox(key="replay_source").set_value(bare_label).run()
+    assert NO_SNAPSHOTS in [i.value for i in at.info]
