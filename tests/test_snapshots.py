@@ -1,32 +1,14 @@
 """Watch it learn: snapshots taken while a run trains, their sizes, and the replay view."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from core.presets import PRESETS
 from core.recipe import Recipe
 from core.runs import RunStore, read_snapshots, snapshots_bytes
-from core.spec import ModelSpec
 from core.training import TrainingJob, prepare_data
-
-TINY = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
-                          {"type": "MaxPooling2D", "pool_size": 2},
-                          {"type": "Flatten"},
-                          {"type": "Dense", "units": 10, "activation": "softmax"}])
-
-
-def run_to_end(job: TrainingJob, timeout: float = 300) -> list[dict]:
-    job.start()
-    events, t0 = [], time.time()
-    while time.time() - t0 < timeout:
-        events += job.drain()
-        if events and events[-1]["kind"] == "done":
-            return events
-        time.sleep(0.05)
-    raise AssertionError("run did not finish")
+from tests.test_training import TINY, run_to_end
 
 
 @pytest.fixture(scope="module")
