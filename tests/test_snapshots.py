@@ -141,3 +141,33 @@ def test_replay_view_steps_through_a_runs_snapshots(trained, open_page):
     bare_label = next(o for o in source.options if "bare" in o)
     at.selectbox(key="replay_source").set_value(bare_label).run()
     assert NO_SNAPSHOTS in [i.value for i in at.info]
+
+
+def test_one_more_epoch_trains_exactly_one_and_adds_its_snapshot(trained, open_page):
+    """The step control resumes the run that ended for one epoch through the registry."""
+    from core.jobs import REGISTRY
+    from core.runs import Run
+    from core.workspace import new_workspace_id
+    from tests.waiting import wait_until
+
+    store, job = trained
+    ws = new_workspace_id()
+    home = RunStore()
+    job.run = Run.from_dict({**store.load_run(job.run.id).to_dict(), "workspace": ws})
+    home.save_run(job.run)
+    home.save_snapshots(job.run.id, store.load_snapshots(job.run.id))
+    before = job.run.epochs_done
+    at = open_page("train", query={"ws": ws}, state={"job": job})
+    at.button(key="train_step").click().run()
+    assert not at.exception
+    step = REGISTRY.get(ws)
+    assert step is not None and step.run.id == job.run.id
+    try:
+        wait_until(lambda: step.done, timeout=300)
+    finally:
+        step.stop()
+        step.join(60)
+    assert step.run.status == "finished", step.run.message
+    assert home.load_run(job.run.id).epochs_done == before + 1
+    epochs = list(home.load_snapshots(job.run.id)["epoch"])
+    assert epochs[-1] == pytest.approx(before + 1) and epochs[-2] == pytest.approx(before)
