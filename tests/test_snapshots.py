@@ -171,3 +171,19 @@ def test_one_more_epoch_trains_exactly_one_and_adds_its_snapshot(trained, open_p
     assert home.load_run(job.run.id).epochs_done == before + 1
     epochs = list(home.load_snapshots(job.run.id)["epoch"])
     assert epochs[-1] == pytest.approx(before + 1) and epochs[-2] == pytest.approx(before)
+
+
+def test_shipped_preset_snapshots_are_small_and_replayable():
+    from core.pretrained import CACHED_DIR
+    from core.snapshots import unpack
+
+    paths = sorted(CACHED_DIR.glob("*.snapshots.npz"))
+    assert [p.name for p in paths if p.name.startswith("fast_cnn")] == ["fast_cnn.snapshots.npz"]
+    for path in paths:
+        assert path.stat().st_size < 1_000_000
+        snaps, meta = unpack(read_snapshots(path))
+        epochs = [float(s["epoch"]) for s in snaps]
+        assert epochs[0] == 0 and epochs == sorted(epochs) and len(epochs) >= 4
+        assert meta["probe"].shape == (28, 28, 1)
+        name = path.name.removesuffix(".snapshots.npz")
+        assert len(meta["layers"]) == len(snaps[-1]["weight_norm"]), name
