@@ -60,15 +60,17 @@ def probs_chart(probs: np.ndarray, label: int | None) -> alt.Chart:
 
 
 def norms_chart(snap: dict[str, Any], layers: list[str]) -> alt.Chart:
-    """Weight and gradient norm per layer (log scale: they differ by orders)."""
+    """Weight and gradient norm per layer (log scale: they differ by orders); a zero
+    norm has no place on it and is left out."""
     rows = [{"layer": name, "norm": float(snap[key][i]), "of": what}
             for key, what in (("weight_norm", "weights"), ("grad_norm", "gradient"))
-            for i, name in enumerate(layers[:len(snap[key])])]
-    return alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        x=alt.X("layer:N", sort=None), y=alt.Y("norm:Q", scale=alt.Scale(type="log")),
-        xOffset="of:N", color=alt.Color("of:N", title=None),
+            for i, name in enumerate(layers[:len(snap[key])]) if snap[key][i] > 0]
+    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+        x=alt.X("layer:N", sort=None),
+        y=alt.Y("norm:Q", scale=alt.Scale(type="log"), title="L2 norm (log)"),
+        color=alt.Color("of:N", title=None),
         tooltip=["layer", "of", alt.Tooltip("norm:Q", format=".3g")],
-    ).properties(height=200)
+    ).properties(height=260, title="Weight and gradient norm per layer")
 
 
 def show_snapshot(snap: dict[str, Any], meta: dict[str, Any], key: str,
