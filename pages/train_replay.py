@@ -145,6 +145,9 @@ def replay() -> None:
     if not arrays or not len(arrays.get("epoch", ())):
         st.info(NO_SNAPSHOTS)
         return
+    if sources[choice][0] == "pretrained":
+        st.caption("Snapshots of another training of this preset with the same recipe "
+                   "(the shipped weights come from their own training).")
     snaps, meta = unpack(arrays)
     n = len(snaps)
     playing = st.toggle("▶ Play", key="replay_play", help="Steps through the snapshots.")
