@@ -23,6 +23,7 @@ import re
 import threading
 import time
 import uuid
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoint.keras"
+SNAPSHOTS_FILE = "snapshots.npz"
+MAX_SNAPSHOT_FILE = 4 << 20          # a run's snapshots stay under 1 MB; refuse far more
 INDEX_DIR = ".workspaces"
 INDEX_COMPLETE = ".complete"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -142,6 +145,31 @@ def read_run(path: Path) -> Run:
 
 
 
+def read_snapshots(path: Path) -> dict[str, Any] | None:
+    """The snapshot arrays in ``path`` (see :mod:`core.snapshots`), or None when the file
+    is missing, too large or damaged (logged; a run without snapshots is no error)."""
+    import numpy as np  # noqa: PLC0415
+
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_SNAPSHOT_FILE:
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("cannot read snapshots %s: %r", path, exc)
+        return None
+
+
+def snapshots_bytes(arrays: dict[str, Any]) -> bytes:
+    """The snapshot arrays as a compressed ``.npz`` file's bytes."""
+    import io  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
 
 class RunStore:
     """Runs on disk under one folder."""
@@ -182,6 +210,18 @@ class RunStore:
         except OSError as exc:
             raise save_error(f"save the weights of run {run_id}", exc, path) from None
         return path
+
+    def save_snapshots(self, run_id: str, arrays: dict[str, Any]) -> None:
+        """Write the run's snapshots atomically. Raises StorageError saying why."""
+        path = self.run_dir(run_id) / SNAPSHOTS_FILE
+        try:
+            atomic_write_bytes(path, snapshots_bytes(arrays))
+        except OSError as exc:
+            raise save_error(f"save the snapshots of run {run_id}", exc, path) from None
+
+    def load_snapshots(self, run_id: str) -> dict[str, Any] | None:
+        """The run's snapshot arrays, or None when it has none (or they are damaged)."""
+        return read_snapshots(self.run_dir(run_id) / SNAPSHOTS_FILE)
 
     def load_run(self, run_id: str) -> Run:
         try:

@@ -327,6 +327,7 @@ class TrainingJob:
         from core.callbacks import (EpochCheckpoint, EpochHistory, LiveBatches,  # noqa
                                     RecalibrateBatchNorm, StepLearningRate, StopOnNaN)
         from core.device import detect  # noqa: PLC0415
+        from core.snapshot_callback import for_job as snapshots_for  # noqa: PLC0415
 
         recipe, run = self.recipe, self.run
         device = detect()
@@ -350,6 +351,7 @@ class TrainingJob:
             EpochHistory(run, self._emit, steps_per_epoch=steps, n_train=n, clock_start=t0,
                          validation=(data.x_val, data.y_val)),
         ]
+        callbacks.append(snapshots_for(self, data, steps))
         if self.store is not None:
             callbacks.append(EpochCheckpoint(self.store, run, self._warn))
         model.fit(make_dataset(data.x_train, data.y_train, recipe), epochs=recipe.epochs,

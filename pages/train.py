@@ -18,6 +18,7 @@ from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec, check_cost, infer_shapes
 from core.training import SCHEDULER, TrainingJob
 from core.wording import plural
+from pages import train_replay
 from pages.common import (data_available, device_info, model_choices, run_label,
                           session_runs, show_data_problem, show_error, store, workspace_job)
 from pages.handoff import choose_model
@@ -195,6 +196,7 @@ if b[0].button("▶ Start", type="primary", key="train_start", disabled=busy or 
             st.session_state.session_models[job.run.id] = job.model   # keep the last one
         new_job = TrainingJob(spec, recipe, name=run_name.strip() or name, workspace=WS,
                               store=store(), resume=resume_run, model=model)
+        train_replay.set_probe(new_job)
         st.session_state.job = REGISTRY.submit(WS, new_job)   # refused with a sentence
         st.rerun()
     except LayerLabError as err:
@@ -275,6 +277,7 @@ def live(watching: str | None) -> None:
     for w in p.warnings:
         st.warning(w)
     curves(p)
+    train_replay.live_view(job)
     if watching is not None and (p.done or job.id != watching):
         st.rerun(scope="app")      # stop polling; show the results section
 
@@ -332,3 +335,7 @@ if job is not None and not busy:             # "busy" as decided at the top
                 st.toast(f"Saved as “{run.name}”.")
             except LayerLabError as err:
                 show_error(err)
+
+if job is not None and not busy:
+    train_replay.step_button(job, WS)
+train_replay.replay()
