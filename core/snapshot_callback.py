@@ -13,6 +13,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from core.evaluation import batched_probabilities
 from core.snapshots import (CONFUSION_IMAGES, GRAD_BATCH, MAX_BYTES, MAX_FILTERS, MAX_MAPS,
                             confusion, first_epoch_steps, pack, quantize_maps,
                             snapshot_bytes, thin, unpack)
@@ -127,7 +128,9 @@ def take_snapshot(model: Any, maps_model: Any, image: np.ndarray,
     x = np.asarray(image, np.float32)[None]
     probs = np.asarray(model(x, training=False), np.float32)[0]
     xv, yv = validation
-    pred = np.argmax(model.predict(xv, batch_size=256, verbose=0), axis=-1)
+    # the compiled batched call the epoch's validation already uses, not predict()'s
+    # per-call set-up
+    pred = np.argmax(batched_probabilities(model, xv), axis=-1)
     snap: dict[str, Any] = {
         "epoch": np.float32(epoch), "probs": probs.astype(np.float16),
         "confusion": confusion(yv, pred).astype(np.int16),
