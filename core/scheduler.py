@@ -69,6 +69,16 @@ class Scheduler:
             self._cond.notify_all()
 
     @property
+    def waiting(self) -> int:
+        """How many runs wait for a place now.
+
+        >>> Scheduler(1).waiting
+        0
+        """
+        with self._cond:
+            return len(self._waiting)
+
+    @property
     def active(self) -> int:
         """How many runs hold a place now."""
         with self._cond:

@@ -16,7 +16,8 @@ from core.notebook import notebook_for_run, script_for_run
 from core.presets import PRESETS
 from core.recipe import OPTIMIZERS, SCHEDULES, Recipe
 from core.spec import ModelSpec, check_cost, infer_shapes
-from core.training import SCHEDULER, TrainingJob
+from core import backend
+from core.backend import Job
 from core.wording import plural
 from pages import train_replay
 from pages.common import (data_available, device_info, model_choices, run_label,
@@ -27,7 +28,7 @@ from pages.widgets import confusion_chart
 st.title("🏋️ Train")
 WS = st.session_state.workspace
 FORM = "train_form"     # the user's choices, kept for the browser session across pages
-job: TrainingJob | None = workspace_job()      # the workspace's run, from any tab
+job: Job | None = workspace_job()      # the workspace's run, from any tab
 busy = job is not None and not job.done
 blocked = busy                                  # Start stays off while a run is live
 
@@ -194,8 +195,9 @@ if b[0].button("▶ Start", type="primary", key="train_start", disabled=busy or 
             model = st.session_state.session_models.get(resume_run.id)
         if job is not None and job.model is not None and job.done:
             st.session_state.session_models[job.run.id] = job.model   # keep the last one
-        new_job = TrainingJob(spec, recipe, name=run_name.strip() or name, workspace=WS,
-                              store=store(), resume=resume_run, model=model)
+        new_job = backend.current().new_job(spec, recipe, name=run_name.strip() or name,
+                                            workspace=WS, store=store(), resume=resume_run,
+                                            model=model)
         train_replay.set_probe(new_job)
         st.session_state.job = REGISTRY.submit(WS, new_job)   # refused with a sentence
         st.rerun()
@@ -248,15 +250,16 @@ def live(watching: str | None) -> None:
     """The workspace's run as it trains; ``watching`` is the id of the job that was live
     when the page was drawn (None: nothing to poll)."""
     REGISTRY.heartbeat(WS)                  # a page of this workspace is open
-    job: TrainingJob | None = workspace_job()
+    job: Job | None = workspace_job()
     if job is None:
         st.info("Choose a network and a recipe, then press **Start**. Training runs in the "
                 "background: you can visit other pages and come back.")
         return
     p = job.snapshot()                      # the same for every tab of the workspace
     if p.state == "queued":
+        width = plural(backend.current().max_parallel(), "run")
         st.warning(f"Waiting for a free training slot: position {p.queue_position or 1} in "
-                   f"the queue (the server trains {plural(SCHEDULER.max_active, 'run')} at once).")
+                   f"the queue (the server trains {width} at once).")
     elif p.state == "running":
         eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
         st.progress(p.fraction, text=f"Epoch {min(p.epoch + 1, p.epochs_total)}/"

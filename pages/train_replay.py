@@ -170,7 +170,7 @@ def step_button(job: Any, workspace: str) -> None:
     from core.jobs import REGISTRY  # noqa: PLC0415
     from core.recipe import Recipe  # noqa: PLC0415
     from core.spec import ModelSpec  # noqa: PLC0415
-    from core.training import TrainingJob  # noqa: PLC0415
+    from core import backend  # noqa: PLC0415
 
     run = job.run
     if run.status not in ("finished", "stopped", "interrupted") or run.epochs_done < 1:
@@ -182,9 +182,10 @@ def step_button(job: Any, workspace: str) -> None:
     try:
         if job.model is not None:
             st.session_state.session_models[run.id] = job.model
-        step = TrainingJob(ModelSpec.from_dict(run.spec),
-                           Recipe.from_dict(run.recipe).replace(epochs=1), workspace=workspace,
-                           store=store(), resume=run, model=job.model)
+        step = backend.current().new_job(ModelSpec.from_dict(run.spec),
+                                         Recipe.from_dict(run.recipe).replace(epochs=1),
+                                         workspace=workspace, store=store(), resume=run,
+                                         model=job.model)
         set_probe(step)
         st.session_state.job = REGISTRY.submit(workspace, step)   # refused with a sentence
         st.rerun()
