@@ -8,10 +8,13 @@
     batch 1000 vs our compiled batched call (several batch sizes), then the per-model disk
     cache — goal ≤ 1.5 s (on an idle CPU) and faster than ``predict``;
 (c) UMAP of the 10,000 test images, the way the app runs it (features and PCA here, the
-    fit in the embedding process): cold (that process starts: imports + numba JIT + fit),
-    warm (another seed), and re-opening a computed map from the disk cache — goal ≤ 1 s;
-    plus the longest stall of this process's main thread while a map computes in the
-    background (how responsive the server stays).
+    fit in the embedding process). Cold, the first map of a fresh embedding process: as
+    before (no numba disk cache, no warm-up), then with an empty and a filled disk cache
+    (request at once, waiting on the warm-up), and after the warm-up (the student came
+    from another page) — goal ≤ 12 s; warm (another seed) — goal ≤ 9 s; re-opening a
+    computed map from the disk cache — goal ≤ 1 s; plus the longest stall of this
+    process's main thread while a map computes in the background. Each line gives the
+    embedding process's CPU seconds too: steadier than wall time on a shared machine.
 
 Usage: python bench/projection_bench.py [a] [b] [c] [--train]   (default: a b c;
 ``--train`` also maps all 60,000 training images with UMAP, a few minutes).
@@ -31,6 +34,7 @@ import numpy as np
 os.environ["LAYERLAB_HOME"] = tempfile.mkdtemp(prefix="layerlab_bench_")
 
 from core.data import load_mnist, to_float  # noqa: E402
+from core.embedding_worker import WORKER  # noqa: E402
 from core.embeddings import fit_pca, knn_accuracy, tsne_embedding  # noqa: E402
 from core.projection_jobs import submit  # noqa: E402
 from core.projections import ProjectionRequest, compute_projection, pixel_features  # noqa: E402
@@ -133,22 +137,79 @@ def longest_stall(stop: threading.Event, tick: float = 0.02) -> list[float]:
     return worst
 
 
+def fresh_worker(warm_up: bool, numba_cache: str | None) -> None:
+    """The app's embedding process stopped; the next one starts with or without the
+    warm-up, with numba's disk cache in ``numba_cache`` ("" = none, None = the app's)."""
+    WORKER.close()
+    WORKER.warm_up = warm_up
+    if numba_cache is None:
+        os.environ.pop("NUMBA_CACHE_DIR", None)
+    else:
+        os.environ["NUMBA_CACHE_DIR"] = numba_cache
+
+
+def timed_map(data, seed: int = 0) -> tuple[float, float]:
+    """``(seconds, CPU seconds of the embedding process)`` of the 10k test-set UMAP
+    (its CPU counts its start when the request starts it)."""
+    req = ProjectionRequest("umap", "test", 10000, seed=seed)
+    cpu0 = _util.proc_cpu_s(WORKER.pid) if WORKER.alive else 0.0
+    t0 = time.perf_counter()
+    compute_projection(req, data.x_test, data.y_test, use_cache=False)
+    return time.perf_counter() - t0, _util.proc_cpu_s(WORKER.pid) - cpu0
+
+
+def wait_warm() -> dict:
+    """Start the embedding process (with its warm-up) and wait until it is warm."""
+    while (status := WORKER.status())["warm_up"] == "running":
+        time.sleep(0.2)
+    return status
+
+
+def bench_umap_cold(data) -> tuple[float, float]:
+    """The first map after a server starts, four ways; returns (before, after) seconds."""
+    line("", "wall      CPU of the embedding process")
+    fresh_worker(warm_up=False, numba_cache="")
+    t_base, cpu = timed_map(data)
+    line("before: no disk cache, no warm-up (request starts the process)",
+         f"{t_base:5.1f} s   {cpu:5.1f} s")
+    fresh_worker(warm_up=True, numba_cache=None)    # $LAYERLAB_HOME/cache/numba, empty
+    t, cpu = timed_map(data)
+    line("cold, empty disk cache, request at once (waits on the warm-up)",
+         f"{t:5.1f} s   {cpu:5.1f} s")
+    fresh_worker(warm_up=True, numba_cache=None)
+    t, cpu = timed_map(data)
+    line("cold, disk cache filled, request at once", f"{t:5.1f} s   {cpu:5.1f} s")
+    fresh_worker(warm_up=True, numba_cache=None)
+    t0 = time.perf_counter()
+    status = wait_warm()
+    line("  warm-up of a fresh process, disk cache filled",
+         f"{time.perf_counter() - t0:5.1f} s   {_util.proc_cpu_s(WORKER.pid):5.1f} s   "
+         f"({status['compiles']} functions compiled, the rest loaded)")
+    t_cold, cpu = timed_map(data)
+    line("cold, disk cache filled, request after the warm-up (goal ≤ 12 s)",
+         f"{t_cold:5.1f} s   {cpu:5.1f} s   {'PASS' if t_cold <= 12 else 'FAIL'}")
+    return t_base, t_cold
+
+
 def bench_umap(train: bool) -> None:
     print("(c) UMAP of the 10,000 test images (pixels -> 50 PCs -> UMAP, n_neighbors 15)")
     data = load_mnist()
+    t_base, t_cold = bench_umap_cold(data)
     req = ProjectionRequest("umap", "test", 10000, seed=0)
-    t0 = time.perf_counter()
-    cold = compute_projection(req, data.x_test, data.y_test)
-    t_cold = time.perf_counter() - t0
-    line("cold: embedding process starts (imports, numba JIT, fit)", f"{t_cold:.1f} s")
+    cold = compute_projection(req, data.x_test, data.y_test)      # seed 0, from the cache
     req2 = ProjectionRequest("umap", "test", 10000, seed=1)
     stop = threading.Event()
+    cpu0 = _util.proc_cpu_s(WORKER.pid)
     job = submit(req2, data.x_test, data.y_test)
     job.future.add_done_callback(lambda _: stop.set())
     stall = longest_stall(stop)[0]
     warm = job.result()
-    line("warm: another seed, computed in the background", f"{warm.seconds:.1f} s")
+    line("warm: another seed, computed in the background (goal ≤ 9 s)",
+         f"{warm.seconds:5.1f} s   {_util.proc_cpu_s(WORKER.pid) - cpu0:5.1f} s   "
+         f"{'PASS' if warm.seconds <= 9 else 'FAIL'}")
     line("  longest main-thread stall meanwhile (20 ms ticker)", f"{stall * 1000:.0f} ms")
+    line("first map after the warm-up vs before (ratio)",
+         f"{t_cold / t_base:.2f}   ({t_base / t_cold:.1f}× faster)")
     t0 = time.perf_counter()
     again = compute_projection(req, data.x_test, data.y_test)
     t_hit = time.perf_counter() - t0
@@ -156,6 +217,7 @@ def bench_umap(train: bool) -> None:
     line("re-opening the computed map (disk cache, goal ≤ 1 s)",
          f"{t_hit * 1000:.0f} ms   {'PASS' if t_hit <= 1 else 'FAIL'}")
     line("10-NN accuracy in 2-D (seed 0)", f"{knn_accuracy(cold.embedding, cold.labels):.4f}")
+    print(f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     if train:
         req3 = ProjectionRequest("umap", "train", 60000, seed=0)
         t0 = time.perf_counter()

@@ -5,11 +5,19 @@ openTSNE's FFT-accelerated implementation with a shortened schedule (see
 :data:`TSNE_SCHEDULE`); UMAP is umap-learn's. openTSNE and umap-learn are slow to import
 and are imported only when used: the server runs them in its embedding process
 (:mod:`core.embedding_worker`), which needs nothing else from Layer Lab.
+
+UMAP's first fit in a process used to spend most of its time in numba compiling
+umap-learn's and pynndescent's loops (about 25 of 34 s on the 10k test set).
+:func:`import_umap` keeps those compilations in numba's disk cache when the process has
+one (``NUMBA_CACHE_DIR``), and :func:`warm_up_umap` compiles (or loads) what a real fit
+needs on a tiny data set, so the embedding process can do it before anyone asks.
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -100,18 +108,149 @@ def tsne_embedding(features: np.ndarray, perplexity: float = 30.0, seed: int = 0
 
 
 def fit_umap(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
-             seed: int = 0):
-    """A fitted ``umap.UMAP`` (seeded, hence deterministic and single-threaded)."""
+             seed: int = 0, *, approximate: bool = False, n_epochs: int | None = None):
+    """A fitted ``umap.UMAP`` (seeded, hence deterministic and single-threaded).
+
+    umap-learn finds exact neighbours below 4,096 points and pynndescent's approximate
+    ones above; ``approximate`` forces the latter (the warm-up uses it on few points).
+    """
     import warnings  # noqa: PLC0415
 
-    import umap  # noqa: PLC0415 - slow to import (numba), only when used
-
+    umap = import_umap()
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
-                        n_components=2)
+                        n_components=2, n_epochs=n_epochs,
+                        force_approximation_algorithm=approximate)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # "n_jobs overridden by random_state"
         reducer.fit(np.asarray(features, np.float32))
     return reducer
+
+
+_umap_lock = threading.Lock()      # the warm-up thread and a request may import at once
+_umap_ready = False
+_compilations = [0]
+
+
+def import_umap():
+    """umap-learn, its compilations kept in numba's disk cache when there is one."""
+    global _umap_ready
+    with _umap_lock:
+        if not _umap_ready:
+            _count_compilations()        # before umap's import compiles anything
+        import umap  # noqa: PLC0415 - slow to import (numba), only when used
+
+        if not _umap_ready:
+            cache_compilations(("umap", "pynndescent"))
+            _umap_ready = True
+    return umap
+
+
+def compilations() -> int:
+    """How many functions numba compiled (not loaded from its cache) in this process since
+    umap-learn was first imported here (0 before): the warm-up's effect, for tests.
+    """
+    return _compilations[0]
+
+
+def _count_compilations() -> None:
+    from numba.core import event  # noqa: PLC0415
+
+    class Count(event.Listener):
+        def on_start(self, ev: event.Event) -> None:
+            pass
+
+        def on_end(self, ev: event.Event) -> None:
+            _compilations[0] += 1
+
+    event.register("numba:compile", Count())
+
+
+def _dispatchers(packages: Iterable[str]) -> list:
+    """The numba functions defined at module level in the (imported) ``packages``."""
+    import sys  # noqa: PLC0415
+
+    from numba.core.dispatcher import Dispatcher  # noqa: PLC0415
+
+    found: dict[int, Any] = {}
+    for name, module in sorted(sys.modules.items()):
+        if module is None or name.split(".")[0] not in packages:
+            continue
+        for value in vars(module).values():
+            if (isinstance(value, Dispatcher)
+                    and value.py_func.__module__.split(".")[0] in packages):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+def _name_by_function(dispatcher) -> None:
+    """Give ``dispatcher`` an identity that is the same in every process.
+
+    pynndescent passes its distance functions to its compiled loops as arguments, so
+    those loops' cache entries are keyed by the distance's numba uuid, which is random
+    per process: every process missed the cache and added an entry. Named by module,
+    function and options instead, the next process finds the entry. (numba's private
+    ``_set_uuid``; if it changes, caching those loops is simply lost.)
+    """
+    from numba.core.dispatcher import Dispatcher  # noqa: PLC0415
+
+    options = ",".join(f"{k}={v!r}" for k, v in sorted(dispatcher.targetoptions.items()))
+    name = (f"layerlab:{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+            f"[{options}]")
+    try:
+        if dispatcher._MemoMixin__uuid is None and name not in Dispatcher._memo:
+            dispatcher._set_uuid(name)
+    except AttributeError:
+        pass
+
+
+def cache_compilations(packages: Iterable[str]) -> int:
+    """Turn on numba's disk cache for the compiled functions of ``packages`` that do not
+    ask for it themselves (most of umap-learn's); returns how many were turned on.
+
+    Nothing happens unless ``NUMBA_CACHE_DIR`` was set before numba was imported: the
+    cache then goes where Layer Lab keeps its caches, never beside the installed
+    packages. The few functions numba cannot cache still compile, once per process.
+    """
+    import warnings  # noqa: PLC0415
+
+    from numba.core import config  # noqa: PLC0415
+    from numba.core.caching import NullCache  # noqa: PLC0415
+
+    if not config.CACHE_DIR:
+        return 0
+    # nn_descent reads "dynamic globals": numba says so at each compile; nothing to do.
+    warnings.filterwarnings("ignore", message=".*Cannot cache compiled function")
+    found = _dispatchers(set(packages))
+    for dispatcher in found:
+        _name_by_function(dispatcher)
+    turned_on = 0
+    for dispatcher in found:
+        if isinstance(dispatcher._cache, NullCache):
+            try:
+                dispatcher.enable_caching()
+                turned_on += 1
+            except RuntimeError:             # no writable cache folder: compile as before
+                return turned_on
+    return turned_on
+
+
+WARM_UP_SHAPE = (400, 1024)
+
+
+def warm_up_umap(shape: tuple[int, int] = WARM_UP_SHAPE) -> float:
+    """Fit two tiny UMAPs (exact and approximate neighbours) so numba compiles, or loads
+    from its disk cache, what real fits of any size need; returns the seconds it took.
+
+    Random float32 data in C order, like the real input, gives the same compiled
+    signatures. Its rows are wide (4 KiB) so that pynndescent's forest splits at the top
+    before building local subtrees, as it does for large maps (it keeps about 1 MiB of
+    rows local), although there are few of them.
+    """
+    t0 = time.perf_counter()
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    fit_umap(x, n_epochs=10)                           # < 4,096 points: exact neighbours
+    fit_umap(x, n_epochs=10, approximate=True)         # larger maps: pynndescent
+    return time.perf_counter() - t0
 
 
 def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

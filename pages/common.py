@@ -84,6 +84,16 @@ def init_session() -> None:
     st.session_state.setdefault("session_models", {})  # run id -> keras model in memory
     st.session_state.setdefault("builder_spec", None)  # a ModelSpec from the Builder
     _keep_workspace_runs_alive()
+    _start_map_process()
+
+
+def _start_map_process() -> None:
+    """At the server's first page view, start the process that computes t-SNE and UMAP
+    maps: it compiles UMAP while students are on other pages (core/embedding_worker.py).
+    Once per server, in a few milliseconds; LAYERLAB_WARM_UP_MAPS=0 turns it off."""
+    from core.embedding_worker import WORKER
+
+    WORKER.start_once()
 
 
 def _keep_workspace_runs_alive() -> None:

@@ -2,6 +2,7 @@
 the app's pages opened in Streamlit's AppTest."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The bench scripts' setup, shared: quiet TensorFlow, MNIST_NPZ from ../shared when unset.
 import bench._util  # noqa: E402,F401
+
+# No UMAP warm-up in the app's embedding process under test: each one would compile for
+# tens of seconds in the background. tests/test_embedding_worker.py turns it on itself.
+os.environ.setdefault("LAYERLAB_WARM_UP_MAPS", "0")
 
 APP = ROOT / "app.py"
 
