@@ -1,6 +1,6 @@
-"""Classroom load: 10 concurrent sessions go through the pages while a run trains in
-another (chromium) session; prints page-render p50/p95 and errors (goal: 0 errors,
-p95 ≤ 2 s on this machine).
+"""Classroom load: 30 concurrent sessions go through the pages while 2 runs train in
+two other (chromium) sessions; prints page-render p50/p95, errors and the server's memory
+(goals: 0 errors, p95 ≤ 2 s, server RSS ≤ 3 GB on this machine), all from one run.
 
 Two kinds of clients:
 
@@ -11,12 +11,15 @@ Two kinds of clients:
   when the page's title is shown and the running indicator is gone. On a 2-core machine
   the ten browsers themselves compete with the server for the CPU.
 
-``--no-train`` measures the same without the training run.
+``--no-train`` measures the same without the training runs, ``--trainers N`` with N.
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
+       [--trainers N]          (defaults: 30 sessions, 2 rounds, 2 trainers)
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -56,12 +59,38 @@ async def student(browser, url: str, rounds: int, times: list, errors: list) -> 
 
 
 async def trainer(browser, url: str) -> None:
-    """Another session starts a real training run (keras_example, 10,000 images)."""
+    """Another session (its own workspace) starts a real training run: the Train page's
+    default preset and recipe."""
     page = await (await browser.new_context()).new_page()
     await page.goto(url + "/train", wait_until="domcontentloaded")
-    await page.locator("h1", has_text="Train").first.wait_for(timeout=60_000)
+    await page.locator("h1", has_text="Train").first.wait_for(timeout=120_000)
     await page.get_by_role("button", name="▶ Start").click()
-    await page.get_by_text("Epoch").first.wait_for(timeout=120_000)
+    await page.get_by_text("Epoch").first.wait_for(timeout=240_000)
+
+
+async def peak_rss(pid: int, stop: asyncio.Event, peak: list[float]) -> None:
+    """Keep ``peak[0]`` at the server's highest RSS (MiB), sampled twice a second."""
+    while not stop.is_set():
+        peak[0] = max(peak[0], _util.proc_rss_mb(pid))
+        await asyncio.sleep(0.5)
+
+
+def family_rss_mb(pid: int) -> tuple[float, float]:
+    """``(RSS of the server, RSS of its child processes)`` in MiB (the embedding process
+    that computes maps is a child)."""
+    children = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="utf-8") as fh:
+            children = [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    total = 0.0
+    for child in children:
+        try:
+            total += _util.proc_rss_mb(child)
+        except OSError:
+            pass
+    return _util.proc_rss_mb(pid), total
 
 
 by_page: dict[str, list[float]] = {}
@@ -111,7 +140,7 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
     await conn.close()
 
 
-async def main(sessions: int, rounds: int, train: bool = True,
+async def main(sessions: int, rounds: int, trainers: int = 2,
                clients: str = "ws") -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2"})
     try:
@@ -120,11 +149,12 @@ async def main(sessions: int, rounds: int, train: bool = True,
             browser = await pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,
                 args=_util.CHROMIUM_ARGS)
-            if train:
-                await trainer(browser, url)
+            await asyncio.gather(*(trainer(browser, url) for _ in range(trainers)))
             rss_before = _util.proc_rss_mb(proc.pid)
             cpu_before = _util.proc_cpu_s(proc.pid)
             times, errors = [], []
+            stop, peak = asyncio.Event(), [rss_before]
+            sampler = asyncio.create_task(peak_rss(proc.pid, stop, peak))
             t0 = time.perf_counter()
             if clients == "chromium":
                 await asyncio.gather(*(student(browser, url, rounds, times, errors)
@@ -134,14 +164,20 @@ async def main(sessions: int, rounds: int, train: bool = True,
                                        for _ in range(sessions)))
             wall = time.perf_counter() - t0
             server_cpu = _util.proc_cpu_s(proc.pid) - cpu_before
+            stop.set()
+            await sampler
+            rss_after, children_rss = family_rss_mb(proc.pid)
+            rss_peak = max(peak[0], rss_after)
             rss_rounds = []                 # one more session visiting every page again
             for _ in range(10):
                 await ws_student(url, 1, [], errors)
                 rss_rounds.append(_util.proc_rss_mb(proc.pid))
             await browser.close()
-        print(f"{sessions} {clients} sessions × {rounds} rounds "
-              f"{'while a run trained' if train else 'with no training'}: "
-              f"{len(times)} renders in {wall:.0f} s")
+        training = {0: "with no training", 1: "while a run trained"}.get(
+            trainers, f"while {trainers} runs trained")
+        print(f"{sessions} {clients} sessions × {rounds} rounds {training}: "
+              f"{len(times)} renders in {wall:.0f} s (load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work shares them)")
         if times:
             print(f"page render p50 {statistics.median(times):.2f} s, p95 "
                   f"{_util.percentile(times, 95):.2f} s, max {max(times):.2f} s "
@@ -155,8 +191,9 @@ async def main(sessions: int, rounds: int, train: bool = True,
                                               for k, v in by_page.items()))
         print(f"server CPU {server_cpu:.0f} s over {wall:.0f} s wall "
               f"({100 * server_cpu / wall:.0f}% of one core)")
-        print(f"server RSS: {rss_before:.0f} MiB before the sessions, "
-              f"{_util.proc_rss_mb(proc.pid):.0f} MiB after")
+        print(f"server RSS: {rss_before:.0f} MiB before the sessions, peak {rss_peak:.0f} MiB "
+              f"during them (goal ≤ 3 GB: {'PASS' if rss_peak <= 3072 else 'FAIL'}); "
+              f"its child processes {children_rss:.0f} MiB")
         print(f"RSS over 10 more sessions visiting every page: {rss_rounds[0]:.0f} → "
               f"{rss_rounds[-1]:.0f} MiB ({rss_rounds[-1] - rss_rounds[0]:+.0f} MiB; "
               f"goal: bounded, ≤ 100 MB)")
@@ -165,9 +202,17 @@ async def main(sessions: int, rounds: int, train: bool = True,
         proc.wait(30)
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Classroom load on the app.")
+    ap.add_argument("sessions", nargs="?", type=int, default=30)
+    ap.add_argument("rounds", nargs="?", type=int, default=2)
+    ap.add_argument("--clients", choices=["ws", "chromium"], default="ws")
+    ap.add_argument("--trainers", type=int, default=2, help="sessions training a run")
+    ap.add_argument("--no-train", action="store_true", help="the same as --trainers 0")
+    return ap.parse_args(argv)
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    kind = sys.argv[sys.argv.index("--clients") + 1] if "--clients" in sys.argv else "ws"
-    args = [a for a in args if a != kind]
-    asyncio.run(main(int(args[0]) if args else 10, int(args[1]) if len(args) > 1 else 2,
-                     train="--no-train" not in sys.argv, clients=kind))
+    opts = parse(sys.argv[1:])
+    asyncio.run(main(opts.sessions, opts.rounds, 0 if opts.no_train else opts.trainers,
+                     clients=opts.clients))

@@ -15,7 +15,7 @@ from core.stats import human_bytes, summarize
 from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record, run_label,
                           session_runs)
 from pages.compare_robustness import robustness_section
-from pages.widgets import confusion_chart
+from pages.widgets import confusion_spec
 
 st.title("⚖️ Compare")
 
@@ -112,8 +112,8 @@ def difference(pinned: list[str]) -> None:
         st.markdown("**Confusion difference (B − A)**: blue off-diagonal cells are errors B "
                     "fixes, red ones are errors B makes that A did not.")
         diff = confusion_difference(ra.confusion, rb.confusion)
-        st.altair_chart(confusion_chart(diff, diff=True, height=360), width="stretch",
-                        key="compare_confusion")
+        st.vega_lite_chart(spec=confusion_spec(diff, diff=True, height=360), width="stretch",
+                           key="compare_confusion")
 
 
 st.subheader("What differs between two runs")
@@ -123,39 +123,47 @@ else:
     difference(pinned)
 
 # -- accuracy vs parameters ------------------------------------------------------------------
+@st.cache_data(max_entries=32, show_spinner=False)
+def frontier_spec(ours: pd.DataFrame) -> dict:
+    """The accuracy-versus-size chart of ``ours`` (one row per run, sorted by size) and
+    the public records, as a Vega-Lite spec: made once per set of runs, as Altair takes
+    about 0.1 s of the server's CPU to build and validate it."""
+    on_front = ours["test accuracy"] >= ours["test accuracy"].cummax()
+    ours = ours.assign(kind=on_front.map({True: "on the frontier",
+                                          False: "behind the frontier"}),
+                       source="Trained by Layer Lab.")
+    # Published records for scale: other people's figures, drawn apart, never on the frontier.
+    allf = pd.concat([ours, pd.DataFrame(external_rows())], ignore_index=True)
+    kinds = ["on the frontier", "behind the frontier", EXTERNAL]
+    x = alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
+    y = alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
+              title="test accuracy")
+    base = alt.Chart(allf).encode(x=x, y=y)
+    legend = alt.Legend(orient="bottom", labelLimit=0)
+    points = base.mark_point(size=90, filled=True).encode(
+        color=alt.Color("kind:N", title=None, legend=legend, scale=alt.Scale(
+            domain=kinds, range=["#1f77b4", "#a0a0a0", "#e6550d"])),
+        shape=alt.Shape("kind:N", title=None, legend=legend, scale=alt.Scale(
+            domain=kinds, range=["circle", "circle", "diamond"])),
+        tooltip=["run", alt.Tooltip("params:Q", format=","),
+                 alt.Tooltip("test accuracy:Q", format=".2%"), "kind", "source"])
+    # Each point named; the largest run's name goes to its left so it stays inside the
+    # chart, external names below their point, in their colour, clear of the frontier line.
+    largest = alt.datum.params == int(allf["params"].max())
+    external = alt.datum.kind == EXTERNAL
+    names = (base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="name:N")
+             .transform_filter(~largest & ~external)
+             + base.mark_text(align="right", dx=-7, dy=-7, fontSize=11).encode(text="name:N")
+             .transform_filter(largest)
+             + base.mark_text(align="left", dx=7, dy=11, fontSize=11, color="#e6550d")
+             .encode(text="name:N").transform_filter(external))
+    line = alt.Chart(ours[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
+    return (points + names + line).properties(height=360).to_dict()
+
+
 st.subheader("Accuracy versus size: the frontier of small models")
 ours = pd.DataFrame([figures(k) for k in keys]).sort_values("params")
-on_front = ours["test accuracy"] >= ours["test accuracy"].cummax()
-ours["kind"] = on_front.map({True: "on the frontier", False: "behind the frontier"})
-ours["source"] = "Trained by Layer Lab."
-# Published records for scale: other people's figures, drawn apart and never on the frontier.
-allf = pd.concat([ours, pd.DataFrame(external_rows())], ignore_index=True)
-kinds = ["on the frontier", "behind the frontier", EXTERNAL]
-x = alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
-y = alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
-          title="test accuracy")
-base = alt.Chart(allf).encode(x=x, y=y)
-legend = alt.Legend(orient="bottom", labelLimit=0)
-points = base.mark_point(size=90, filled=True).encode(
-    color=alt.Color("kind:N", title=None, legend=legend,
-                    scale=alt.Scale(domain=kinds, range=["#1f77b4", "#a0a0a0", "#e6550d"])),
-    shape=alt.Shape("kind:N", title=None, legend=legend,
-                    scale=alt.Scale(domain=kinds, range=["circle", "circle", "diamond"])),
-    tooltip=["run", alt.Tooltip("params:Q", format=","),
-             alt.Tooltip("test accuracy:Q", format=".2%"), "kind", "source"])
-# Each point named; the largest run's name goes to its left so it stays inside the chart,
-# external names below their point, in their colour, clear of the frontier line.
-largest = alt.datum.params == int(allf["params"].max())
-external = alt.datum.kind == EXTERNAL
-names = (base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="name:N")
-         .transform_filter(~largest & ~external)
-         + base.mark_text(align="right", dx=-7, dy=-7, fontSize=11).encode(text="name:N")
-         .transform_filter(largest)
-         + base.mark_text(align="left", dx=7, dy=11, fontSize=11, color="#e6550d")
-         .encode(text="name:N").transform_filter(external))
-line = alt.Chart(ours[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
-st.altair_chart((points + names + line).properties(height=360), width="stretch",
-                key="compare_frontier")
+st.vega_lite_chart(spec=frontier_spec(ours), width="stretch", key="compare_frontier")
 st.caption("A run is on the frontier when no smaller run is more accurate. Orange diamonds "
            "are published results by others (hover for the source), not trained here.")
 robustness_section(pinned, runs, label)

@@ -73,6 +73,14 @@ def network_chart(row: list[Box]) -> alt.LayerChart:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def network_spec(spec_json: str) -> dict:
+    """The network chart of a (valid) spec as a Vega-Lite spec, made once per spec: Altair
+    spends about 0.1 s of the server's CPU building and validating it otherwise, on
+    every view of the Models and Builder pages."""
+    return network_chart(boxes(ModelSpec.from_json(spec_json))).to_dict()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
 def network_file(spec_json: str, fmt: str) -> bytes:
     """The picture of a spec as PNG (twice the pixels, for sharp print) or SVG bytes."""
     chart = network_chart(boxes(ModelSpec.from_json(spec_json)))
@@ -85,15 +93,15 @@ def network_file(spec_json: str, fmt: str) -> bytes:
 def show_network(spec: ModelSpec, key: str) -> None:
     """The stack drawn as boxes sized by each layer's output, with PNG and SVG downloads;
     a stack that does not hold together is refused with its sentence."""
+    spec_json = spec.to_json()
     try:
-        placed = boxes(spec)
+        chart = network_spec(spec_json)
     except LayerLabError as err:
         st.caption(f"The picture appears once the stack is valid: {err}")
         return
-    st.altair_chart(network_chart(placed), width="content", key=f"{key}_chart")
+    st.vega_lite_chart(spec=chart, width="content", key=f"{key}_chart")
     st.caption("Each box is one layer's output: height follows the map size (or a vector's "
                "length), thickness the channels, slant the map width, on a log scale.")
-    spec_json = spec.to_json()
     cols = st.columns(2)
     for col, fmt in zip(cols, FORMATS):
         col.download_button(

@@ -16,7 +16,7 @@ from core.imaging import enlarge
 from core.wording import plural
 from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
-from pages.widgets import CELL, confusion_chart
+from pages.widgets import CELL, confusion_spec
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -68,13 +68,13 @@ def send_to_draw(index: int, model_key: str) -> None:
 def heat_map(cm: np.ndarray, normalised: bool, key: str, on_select=None,
              diff: bool = False) -> None:
     """The shared confusion chart; with ``on_select`` a click on a cell selects it."""
-    chart = confusion_chart(cm, normalised=normalised, diff=diff,
-                            selectable=on_select is not None)
+    spec = confusion_spec(cm, normalised=normalised, diff=diff,
+                          selectable=on_select is not None)
     if on_select is None:
-        st.altair_chart(chart, width="stretch", key=key)
+        st.vega_lite_chart(spec=spec, width="stretch", key=key)
     else:
-        st.altair_chart(chart, width="stretch", key=key, on_select=on_select,
-                        selection_mode=[CELL])
+        st.vega_lite_chart(spec=spec, width="stretch", key=key, on_select=on_select,
+                           selection_mode=[CELL])
 
 
 def picked_cell() -> None:

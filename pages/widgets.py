@@ -71,6 +71,16 @@ def confusion_chart(cm: np.ndarray, *, normalised: bool = False, diff: bool = Fa
     return (rect + text).properties(height=height)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def confusion_spec(cm: np.ndarray, *, normalised: bool = False, diff: bool = False,
+                   selectable: bool = False, height: int = 420) -> dict:
+    """:func:`confusion_chart` as a Vega-Lite spec for ``st.vega_lite_chart``, made once
+    per matrix: Altair spends about 0.05 s of the server's CPU building and validating
+    the chart, on every page view of every session otherwise."""
+    return confusion_chart(cm, normalised=normalised, diff=diff, selectable=selectable,
+                           height=height).to_dict()
+
+
 # -- the layer table ---------------------------------------------------------------------
 LAYER_COLUMNS: dict[str, Callable[[LayerRow], object]] = {
     "#": lambda r: r.index,
