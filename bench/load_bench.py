@@ -63,9 +63,9 @@ async def trainer(browser, url: str) -> None:
     default preset and recipe."""
     page = await (await browser.new_context()).new_page()
     await page.goto(url + "/train", wait_until="domcontentloaded")
-    await page.locator("h1", has_text="Train").first.wait_for(timeout=120_000)
+    await page.locator("h1", has_text="Train").first.wait_for(timeout=300_000)
     await page.get_by_role("button", name="▶ Start").click()
-    await page.get_by_text("Epoch").first.wait_for(timeout=240_000)
+    await page.get_by_text("Epoch").first.wait_for(timeout=300_000)
 
 
 async def peak_rss(pid: int, stop: asyncio.Event, peak: list[float]) -> None:

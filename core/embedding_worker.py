@@ -72,7 +72,8 @@ def _fit(kind: str, key: str, feats: np.ndarray, params: dict[str, Any],
 class WarmUp:
     """The child's warm-up thread and what it did (reported by the "status" task).
 
-    It steps aside for a t-SNE map asked for meanwhile: from umap's import on, it holds
+    It runs at a low priority, so a server that has just started serves its pages first,
+    and steps aside for a t-SNE map asked for meanwhile: from umap's import on, it holds
     still before its next numba compilation until that map is done. It holds still only
     where it owns no numba compiler lock, and after the imports whose locks a request
     could need, so it never keeps the request waiting.
@@ -100,6 +101,7 @@ class WarmUp:
 
     def _run(self) -> None:
         t0 = time.perf_counter()
+        _lower_this_threads_priority()
         try:
             import_umap()
             _hold_before_compiling(self._may_run)
@@ -112,6 +114,18 @@ class WarmUp:
             self.state = "failed"
         finally:
             self.done.set()
+
+
+WARM_UP_NICE = 10
+
+
+def _lower_this_threads_priority() -> None:
+    """Run the calling thread at nice +10 (Linux keeps a nice value per thread), so the
+    warm-up takes only CPU that page views and training leave; no-op elsewhere."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_UP_NICE)
+    except (AttributeError, OSError):
+        pass
 
 
 def _hold_before_compiling(may_run: threading.Event) -> None:
