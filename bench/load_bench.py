@@ -151,7 +151,10 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
             browser = await pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,
                 args=_util.CHROMIUM_ARGS)
-            await asyncio.gather(*(trainer(browser, url) for _ in range(trainers)))
+            # One after the other: two deep links at the same instant on a fresh server can
+            # hit Streamlit's legacy multipage mode (see pages/common.py) and fail.
+            for _ in range(trainers):
+                await trainer(browser, url)
             rss_before = _util.proc_rss_mb(proc.pid)
             cpu_before = _util.proc_cpu_s(proc.pid)
             child_cpu_before = children_usage(proc.pid)[1]
