@@ -96,6 +96,7 @@ def children_usage(pid: int) -> tuple[float, float]:
 
 
 by_page: dict[str, list[float]] = {}
+first_by_page: dict[str, list[float]] = {}      # each session's first visit of a page
 warm: list[float] = []           # renders after each session's first round
 
 
@@ -135,6 +136,8 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
                 await request(pages[path])
                 times.append(time.perf_counter() - t0)
                 by_page.setdefault(path or "home", []).append(times[-1])
+                if not rnd:
+                    first_by_page.setdefault(path or "home", []).append(times[-1])
                 if rnd:
                     warm.append(times[-1])
             except Exception as exc:  # a timeout or a dropped socket counts as an error
@@ -193,6 +196,10 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
         if warm:
             print(f"after the first round (warm): p50 {statistics.median(warm):.2f} s, p95 "
                   f"{_util.percentile(warm, 95):.2f} s over {len(warm)} renders")
+        if first_by_page:
+            print("first visits, per page p50 / max: " + ", ".join(
+                f"{k} {statistics.median(v):.1f}/{max(v):.1f} s"
+                for k, v in first_by_page.items()))
         if by_page:
             print("per page p50: " + ", ".join(f"{k} {statistics.median(v):.2f} s"
                                               for k, v in by_page.items()))
