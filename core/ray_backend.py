@@ -68,6 +68,8 @@ CLUSTER_SILENT = "The Ray cluster stopped answering about this run."
 UNREACHABLE = ("The Ray cluster this server is set to use could not be reached, so runs "
                "cannot train there now: try again in a minute, or ask whoever runs Layer "
                "Lab to check LAYERLAB_RAY_ADDRESS.")
+NO_RAY = ("This server is set to train on Ray, but Ray is not installed: ask whoever runs "
+          "Layer Lab to install requirements-ray.txt or to unset LAYERLAB_RAY_ADDRESS.")
 STARTING = ("The Ray cluster is still starting or is slow to answer; press Start again in "
             "a minute.")
 FELL_BACK = ("The Ray cluster could not be reached, so runs train on this machine "
@@ -175,8 +177,11 @@ def _ray() -> Any:
     is turned off: a call after the cluster went away must fail, not quietly start a
     second Ray on the server."""
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
-    import ray  # noqa: PLC0415
-
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        _log.warning("LAYERLAB_RAY_ADDRESS is set but Ray is not installed")
+        raise LayerLabError(NO_RAY) from None
     return ray
 
 
@@ -519,7 +524,6 @@ class RayJob:
             self.run = Run(id=new_run_id(), name=name or spec.name, spec=spec.to_dict(),
                            recipe=recipe.to_dict(), workspace=workspace)
         self.id = self.run.id + "-" + str(id(self))
-        self._resumed_from = self.run.epochs_done
 
     # -- control (any thread) ----------------------------------------------------------------
     def start(self) -> "RayJob":
