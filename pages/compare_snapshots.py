@@ -55,21 +55,21 @@ def norm_rows(sets: dict[str, Snapshots], label: Callable[[str], str]) -> pd.Dat
     return pd.DataFrame([r for r in rows if r["norm"] > 0])
 
 
-def norms_over_epochs(rows: pd.DataFrame, epoch: float) -> alt.LayerChart:
-    """The norm curves of every run overlaid (colour: run, dash: weights or gradient),
-    a rule at the slider's epoch."""
-    lines = alt.Chart(rows).mark_line(point=True).encode(
+def norms_over_epochs(rows: pd.DataFrame, what: str, epoch: float) -> alt.LayerChart:
+    """One norm (``what``: "weights" or "gradient") of every run over the epochs, the
+    runs overlaid, a rule at the slider's epoch."""
+    lines = alt.Chart(rows[rows["of"] == what]).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch"),
         y=alt.Y("norm:Q", scale=alt.Scale(type="log"), title="L2 norm (log)"),
-        color=alt.Color("run:N", title="run",
-                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
-        strokeDash=alt.StrokeDash("of:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=["run", "of", alt.Tooltip("epoch:Q", format=".2f"),
+        color=alt.Color("run:N", title="run", scale=alt.Scale(scheme="tableau10"),
+                        legend=alt.Legend(orient="right", labelLimit=0)),
+        tooltip=["run", alt.Tooltip("epoch:Q", format=".2f"),
                  alt.Tooltip("norm:Q", format=".3g")])
     rule = alt.Chart(pd.DataFrame({"epoch": [epoch]})).mark_rule(color="#888888").encode(
         x="epoch:Q")
-    return (lines + rule).properties(
-        height=280, title="Weight and gradient norm of the whole network")
+    title = ("Weight norm of the whole network" if what == "weights" else
+             "Gradient norm of the whole network (one batch)")
+    return (lines + rule).properties(height=230, title=title)
 
 
 def run_column(col, key: str, name: str, snaps: list[dict[str, Any]], meta: dict[str, Any],
@@ -87,7 +87,7 @@ def run_column(col, key: str, name: str, snaps: list[dict[str, Any]], meta: dict
         col.caption("No conv layer: no filters to show.")
     label = int(meta["probe_label"]) if "probe_label" in meta else None
     if "probe" in meta:
-        col.image(probe_image(meta), width=56, clamp=True, caption=f"Probe digit (a {label})")
+        col.image(probe_image(meta), width=84, clamp=True, caption=f"probe: a {label}")
     col.altair_chart(probs_chart(snap["probs"], label), width="stretch",
                      key=f"compare_snap_probs_{key}")
     col.text(f"Validation accuracy: {accuracy(snap['confusion']):.2%}")
@@ -129,8 +129,10 @@ def snapshots_section(pinned: list[str], label: Callable[[str], str]) -> None:
             cols = st.columns(PER_ROW)
             for col, key in zip(cols, keys[start:start + PER_ROW]):
                 run_column(col, key, label(key), *sets[key], epochs[j])
-        if not rows.empty:
-            st.altair_chart(norms_over_epochs(rows, epochs[j]), width="stretch",
-                            key="compare_snap_norms")
+        for what in ("weights", "gradient") if not rows.empty else ():
+            # full width, the legend at the side: Streamlit's height includes a legend's,
+            # and one below a half-width chart leaves its plot no room
+            st.altair_chart(norms_over_epochs(rows, what, epochs[j]), width="stretch",
+                            key=f"compare_snap_{what}")
 
     st.fragment(frame, run_every=PLAY_EVERY_S if playing else None)()

@@ -114,15 +114,18 @@ def test_pictures_and_norm_curves(compare):
 
     charts = at.get("vega_lite_chart")
     assert sum('"probability"' in c.proto.spec for c in charts) == 3     # one per run
-    norms = [c for c in charts if "Weight and gradient norm of the whole" in c.proto.spec]
-    assert len(norms) == 1
-    assert "strokeDash" in norms[0].proto.spec and '"rule"' in norms[0].proto.spec
-    data = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in norms[0].proto.datasets]
-    curves = next(df for df in data if "norm" in df)
-    assert set(curves["run"]) == {"fast_cnn (pretrained)", "warmup_mlp (pretrained)",
+    norms = [c for c in charts if "norm of the whole network" in c.proto.spec]
+    assert len(norms) == 2                                   # weights, gradient
+    curves = []
+    for chart, what in zip(norms, ("weights", "gradient")):
+        assert '"rule"' in chart.proto.spec
+        data = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+        df = next(df for df in data if "norm" in df)
+        assert set(df["of"]) == {what} and (df["norm"] > 0).all()
+        assert set(df["run"]) == {"fast_cnn (pretrained)", "warmup_mlp (pretrained)",
                                   f"short · run {mine.id[-6:]}"}
-    assert set(curves["of"]) == {"weights", "gradient"} and (curves["norm"] > 0).all()
-    mlp = curves[(curves["run"] == "warmup_mlp (pretrained)") & (curves["of"] == "weights")]
+        curves.append(df)
+    mlp = curves[0][curves[0]["run"] == "warmup_mlp (pretrained)"]
     assert len(mlp) == len(shipped("warmup_mlp")["epoch"])      # a point per snapshot
 
 def test_play_advances_the_shared_slider(compare):
