@@ -120,8 +120,9 @@ def snapshots_section(pinned: list[str], label: Callable[[str], str]) -> None:
     rows = norm_rows(sets, label)
 
     def frame() -> None:
-        if playing and pos_key in st.session_state:
-            st.session_state[pos_key] = (st.session_state[pos_key] + 1) % len(epochs)
+        if pos_key in st.session_state:     # a resumed run may have changed the epochs
+            at = min(int(st.session_state[pos_key]), len(epochs) - 1)
+            st.session_state[pos_key] = (at + 1) % len(epochs) if playing else at
         j = st.select_slider("Epoch", list(range(len(epochs))), key=pos_key,
                              format_func=lambda k: f"epoch {epochs[k]:g}")
         keys = list(sets)

@@ -146,3 +146,22 @@ def test_no_run_with_snapshots_shows_only_the_sentence(open_page):
     assert not at.exception
     assert not any(str(s.key).startswith("compare_snap_pos_") for s in at.select_slider)
     assert any("bare" in t.value and "no snapshots" in t.value for t in at.text)
+
+
+def test_a_stored_position_past_the_end_shows_the_last_epoch(open_page):
+    """A run's snapshots can become fewer (a long run's are thinned out): a position kept
+    from before shows the last one (Streamlit would reset it to the first)."""
+    from core.workspace import new_workspace_id
+
+    ws = new_workspace_id()
+    arrays = shipped("fast_cnn")
+    run = user_run(ws, "thinned", arrays)
+    at = open_page("compare", query={"ws": ws}, state={"compare_pinned": [run.id]})
+    s = slider(at)
+    s.set_value(len(arrays["epoch"]) - 1).run()
+    fewer = {k: (v[:2] if k not in ("layers", "probe", "probe_label") else v)
+             for k, v in arrays.items()}
+    RunStore().save_snapshots(run.id, fewer)
+    at.run()
+    assert not at.exception
+    assert len(slider(at).options) == 2 and slider(at).value == 1

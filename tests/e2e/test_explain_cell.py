@@ -43,8 +43,8 @@ def layer_output(model, name: str) -> np.ndarray:
     from core.data import load_mnist, to_float
 
     x = to_float(load_mnist().x_test[TEST_IMAGE:TEST_IMAGE + 1])        # (1, 28, 28, 1)
-    return np.asarray(keras.Model(model.inputs, model.get_layer(name).output)(x,
-                                                                              training=False))[0]
+    upto = keras.Model(model.inputs, model.get_layer(name).output)
+    return np.asarray(upto(x, training=False))[0]
 
 
 def metric(page: Page, label: str) -> str:
