@@ -58,7 +58,7 @@ def check_list(page: Page) -> int:
     return query
 
 
-def test_a_clicked_dot_lists_its_ten_neighbours(server, page):
+def test_a_clicked_dot_lists_its_ten_neighbours(small_cnn, server, page):
     open_map(page, server.url)
     chart = page.get_by_test_id("stVegaLiteChart").first
     chart.scroll_into_view_if_needed()
@@ -82,7 +82,7 @@ def type_number(page: Page, number: int) -> None:
     expect(field).to_have_value(str(number))
 
 
-def test_an_image_number_lists_its_ten_neighbours(server, page):
+def test_an_image_number_lists_its_ten_neighbours(small_cnn, server, page):
     from core.data import load_mnist
     from core.projections import select_indices
 
