@@ -14,6 +14,7 @@ from core.stats import human_bytes, summarize
 from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record, run_label,
                           session_runs)
 from pages.compare_robustness import robustness_section
+from pages.compare_snapshots import snapshots_section
 from pages.widgets import confusion_chart
 
 st.title("⚖️ Compare")
@@ -148,4 +149,5 @@ line = alt.Chart(allf[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
 st.altair_chart((points + names + line).properties(height=360), width="stretch",
                 key="compare_frontier")
 st.caption("A run is on the frontier when no smaller run is more accurate.")
+snapshots_section(pinned, label)
 robustness_section(pinned, runs, label)

@@ -15,13 +15,15 @@ from core.errors import LayerLabError
 from core.imaging import SEPARATOR, colorize, tile_grid
 from core.pretrained import CACHED_DIR
 from core.runs import read_snapshots
-from core.snapshots import unpack
+from core.snapshots import accuracy, unpack
 from pages.common import pretrained_label, run_label, session_runs, show_error, store
 from pages.widgets import confusion_chart
 
 log = logging.getLogger(__name__)
 PLAY_EVERY_S = 0.8                 # seconds between two snapshots while playing
 NO_SNAPSHOTS = "No snapshots for this run (runs trained before snapshots existed have none)."
+PRESET_NOTE = ("Snapshots of another training of this preset with the same recipe (the "
+               "shipped weights come from their own training).")
 
 
 def set_probe(job: Any) -> None:
@@ -44,6 +46,11 @@ def maps_image(maps: np.ndarray) -> np.ndarray:
     tiles = np.stack([colorize(maps[..., i], -127, 127, "diverging", scale=scale)
                       for i in range(maps.shape[-1])])
     return tile_grid(tiles, cols=8, pad=2, pad_value=SEPARATOR)
+
+
+def probe_image(meta: dict[str, Any]) -> np.ndarray:
+    """The run's probe digit (stored as float16 in [0, 1]) as a 28×28 picture."""
+    return np.clip(np.asarray(meta["probe"], np.float32)[..., 0], 0, 1)
 
 
 def probs_chart(probs: np.ndarray, label: int | None) -> alt.Chart:
@@ -86,15 +93,12 @@ def show_snapshot(snap: dict[str, Any], meta: dict[str, Any], key: str,
     else:
         left.caption("This network has no conv layer: no filters or feature maps.")
     if "probe" in meta:
-        mid.image(np.clip(np.asarray(meta["probe"], np.float32)[..., 0], 0, 1), width=84,
-                  caption=f"Probe digit (a {label})", clamp=True)
+        mid.image(probe_image(meta), width=84, caption=f"Probe digit (a {label})", clamp=True)
     mid.altair_chart(probs_chart(snap["probs"], label), width="stretch", key=f"{key}_probs")
     cm = np.asarray(snap["confusion"])
-    accuracy = float(np.trace(cm)) / max(int(cm.sum()), 1)
-    text = f"Validation accuracy at this point: {accuracy:.2%}"
+    text = f"Validation accuracy at this point: {accuracy(cm):.2%}"
     if previous is not None:
-        before = np.asarray(previous["confusion"])
-        text += f" (was {float(np.trace(before)) / max(int(before.sum()), 1):.2%})"
+        text += f" (was {accuracy(previous['confusion']):.2%})"
     st.text(text)
     c = st.columns(2)
     c[0].altair_chart(norms_chart(snap, [str(n) for n in meta.get("layers", [])]),
@@ -134,6 +138,15 @@ def load_source(kind: str, name: str) -> dict[str, Any] | None:
         return None
 
 
+def snapshot_set(kind: str, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The snapshots of a run or a shipped preset (see :func:`load_source`) and their
+    shared metadata, or None when it has none."""
+    arrays = load_source(kind, name)
+    if not arrays or not len(arrays.get("epoch", ())):
+        return None
+    return unpack(arrays)
+
+
 def replay() -> None:
     """Replay any ended run's snapshots: a slider over them and a play button."""
     sources = replay_sources()
@@ -141,14 +154,13 @@ def replay() -> None:
         return
     st.subheader("Replay: watch it learn")
     choice = st.selectbox("Run to replay", list(sources), key="replay_source")
-    arrays = load_source(*sources[choice])
-    if not arrays or not len(arrays.get("epoch", ())):
+    got = snapshot_set(*sources[choice])
+    if got is None:
         st.info(NO_SNAPSHOTS)
         return
     if sources[choice][0] == "pretrained":
-        st.caption("Snapshots of another training of this preset with the same recipe "
-                   "(the shipped weights come from their own training).")
-    snaps, meta = unpack(arrays)
+        st.caption(PRESET_NOTE)
+    snaps, meta = got
     n = len(snaps)
     playing = st.toggle("▶ Play", key="replay_play", help="Steps through the snapshots.")
     pos_key = f"replay_pos_{sources[choice][1]}"
