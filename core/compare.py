@@ -1,7 +1,9 @@
-"""Readable differences between two runs: their layer stacks and their recipes."""
+"""Readable differences between two runs: their layer stacks and their recipes; and the
+public record points the Compare page draws beside them."""
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any
 
 from core.spec import ModelSpec, infer_shapes
@@ -120,3 +122,55 @@ def smooth(values: list[float], weight: float) -> list[float]:
     for v in values:
         out.append(v if not out else weight * out[-1] + (1 - weight) * v)
     return out
+
+
+# -- other people's figures ------------------------------------------------------------------
+
+EXTERNAL = "external, not trained here"
+
+
+@dataclass(frozen=True)
+class ExternalPoint:
+    """A published MNIST result, drawn for scale beside the runs: never trained here.
+
+    ``test_accuracy`` and ``params`` are what the chart plots (a lower bound for "> 99.4%",
+    the round figure for "~4.9k"); ``claim`` is the figure as published and ``source``
+    says who reported it and how, so a tooltip can show the wording as it stands.
+    """
+
+    name: str
+    params: int
+    test_accuracy: float
+    claim: str
+    source: str
+
+
+EXTERNAL_POINTS = (
+    ExternalPoint("ext. 697", 697, 0.9903, "99.03% with 697 params",
+                  "A public Keras/PyTorch repository: the best of many runs, selected on "
+                  "the test set."),
+    ExternalPoint("ext. 1.9k", 1_936, 0.9910, "99.10% with 1,936 params",
+                  "A public repository: separable convolutions and instance "
+                  "normalisation."),
+    ExternalPoint("ext. 4.9k", 4_900, 0.9907, "99.07% with ~4.9k params",
+                  "A public repository (parameter count as reported, rounded)."),
+    ExternalPoint("ext. 7k", 7_000, 0.9940, "> 99.4% with ~7k params",
+                  "A well-known course target: under 10k parameters and under 15 epochs; "
+                  "plotted at 99.4%, its lower bound."),
+    ExternalPoint("ext. 19.9k", 19_900, 0.9954, "99.54% with ~19.9k params",
+                  "A public repository: verified only at this size."),
+)
+
+
+def external_rows() -> list[dict[str, Any]]:
+    """The external points as chart rows, under the columns the Compare page uses.
+
+    >>> rows = external_rows()
+    >>> rows[0]["params"], rows[0]["test accuracy"], rows[0]["kind"]
+    (697, 0.9903, 'external, not trained here')
+    >>> all(r["source"].startswith(r["claim"]) for r in rows)
+    True
+    """
+    return [{"run": f"{p.claim} ({EXTERNAL})", "name": p.name, "params": p.params,
+             "test accuracy": p.test_accuracy, "kind": EXTERNAL, "claim": p.claim,
+             "source": f"{p.claim}. {p.source}"} for p in EXTERNAL_POINTS]

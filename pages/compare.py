@@ -7,7 +7,8 @@ import streamlit as st
 
 from core import pretrained
 from core.analysis import confusion_difference
-from core.compare import diff_specs, recipe_changes, smooth
+from core.compare import (EXTERNAL, diff_specs, external_rows, recipe_changes,
+                          smooth)
 from core.runs import Run
 from core.spec import ModelSpec
 from core.stats import human_bytes, summarize
@@ -124,30 +125,39 @@ else:
 
 # -- accuracy vs parameters ------------------------------------------------------------------
 st.subheader("Accuracy versus size: the frontier of small models")
-allf = pd.DataFrame([figures(k) for k in keys])
-allf = allf.sort_values("params")
-on_front = allf["test accuracy"] >= allf["test accuracy"].cummax()
-allf["frontier"] = on_front.map({True: "on the frontier", False: "behind the frontier"})
+ours = pd.DataFrame([figures(k) for k in keys]).sort_values("params")
+on_front = ours["test accuracy"] >= ours["test accuracy"].cummax()
+ours["kind"] = on_front.map({True: "on the frontier", False: "behind the frontier"})
+ours["source"] = "Trained by Layer Lab."
+# Published records for scale: other people's figures, drawn apart and never on the frontier.
+allf = pd.concat([ours, pd.DataFrame(external_rows())], ignore_index=True)
+kinds = ["on the frontier", "behind the frontier", EXTERNAL]
 x = alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
 y = alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
           title="test accuracy")
 base = alt.Chart(allf).encode(x=x, y=y)
-points = base.mark_circle(size=90).encode(
-    color=alt.Color("frontier:N", title=None,
-                    scale=alt.Scale(domain=["on the frontier", "behind the frontier"],
-                                    range=["#1f77b4", "#a0a0a0"]),
-                    legend=alt.Legend(orient="bottom", labelLimit=0)),
+legend = alt.Legend(orient="bottom", labelLimit=0)
+points = base.mark_point(size=90, filled=True).encode(
+    color=alt.Color("kind:N", title=None, legend=legend,
+                    scale=alt.Scale(domain=kinds, range=["#1f77b4", "#a0a0a0", "#e6550d"])),
+    shape=alt.Shape("kind:N", title=None, legend=legend,
+                    scale=alt.Scale(domain=kinds, range=["circle", "circle", "diamond"])),
     tooltip=["run", alt.Tooltip("params:Q", format=","),
-             alt.Tooltip("test accuracy:Q", format=".2%"), "frontier"])
-# Each point named; the largest run's name goes to its left so it stays inside the chart.
+             alt.Tooltip("test accuracy:Q", format=".2%"), "kind", "source"])
+# Each point named; the largest run's name goes to its left so it stays inside the chart,
+# external names below their point, in their colour, clear of the frontier line.
 largest = alt.datum.params == int(allf["params"].max())
+external = alt.datum.kind == EXTERNAL
 names = (base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="name:N")
-         .transform_filter(~largest)
+         .transform_filter(~largest & ~external)
          + base.mark_text(align="right", dx=-7, dy=-7, fontSize=11).encode(text="name:N")
-         .transform_filter(largest))
-line = alt.Chart(allf[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
+         .transform_filter(largest)
+         + base.mark_text(align="left", dx=7, dy=11, fontSize=11, color="#e6550d")
+         .encode(text="name:N").transform_filter(external))
+line = alt.Chart(ours[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
 st.altair_chart((points + names + line).properties(height=360), width="stretch",
                 key="compare_frontier")
-st.caption("A run is on the frontier when no smaller run is more accurate.")
+st.caption("A run is on the frontier when no smaller run is more accurate. Orange diamonds "
+           "are published results by others (hover for the source), not trained here.")
 snapshots_section(pinned, label)
 robustness_section(pinned, runs, label)

@@ -1,6 +1,7 @@
 """The Builder and Compare pages (AppTest): exact counts after every change, messages."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,35 @@ def test_compare_defaults_to_two_different_runs(open_page):
     assert "batch size: 32 → 128" in recipe
 
 
+
+
+def chart_with(at, text: str):
+    """``(spec, rows of all its datasets)`` of the altair chart whose spec has ``text``."""
+    import pandas as pd
+    import pyarrow as pa
+
+    chart = next(c for c in at.get("vega_lite_chart") if text in c.proto.spec)
+    rows = pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas()
+                      for d in chart.proto.datasets], ignore_index=True)
+    return json.loads(chart.proto.spec), rows
+
+
+def test_compare_frontier_chart_shows_the_external_records_apart(open_page):
+    """The accuracy-versus-size chart: our presets, and the public records labelled as
+    other people's figures with their source."""
+    from core.compare import EXTERNAL
+
+    at = open_page(timeout=60)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    spec, rows = chart_with(at, "parameters (log scale)")
+    ext = rows[rows["kind"] == EXTERNAL].drop_duplicates("name")
+    assert sorted(ext["params"]) == [697, 1_936, 4_900, 7_000, 19_900]
+    assert ext["source"].str.contains("selected on the test set").any()
+    ours = rows[rows["kind"] != EXTERNAL].drop_duplicates("name")
+    assert {"frontier_3k", "frontier_10k", "bulky_cnn"} <= set(ours["name"])
+    assert (ours["source"] == "Trained by Layer Lab.").all()
+    assert '"diamond"' in json.dumps(spec) and EXTERNAL in json.dumps(spec)
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 GAP = {"type": "GlobalAveragePooling2D"}

@@ -60,3 +60,19 @@ def test_smoothing_keeps_the_curve_length_and_flattens_it():
     flat = smooth(curve, 0.8)
     assert len(flat) == len(curve) and flat[0] == curve[0]
     assert max(flat) - min(flat) < max(curve) - min(curve)
+
+
+def test_external_points_are_other_peoples_figures_with_their_source():
+    from core.compare import EXTERNAL, EXTERNAL_POINTS, external_rows
+
+    rows = external_rows()
+    assert [(r["params"], r["test accuracy"]) for r in rows] == [
+        (697, 0.9903), (1_936, 0.9910), (4_900, 0.9907), (7_000, 0.9940), (19_900, 0.9954)]
+    for point, row in zip(EXTERNAL_POINTS, rows):
+        assert row["kind"] == EXTERNAL == "external, not trained here"
+        assert row["source"].startswith(point.claim) and point.source in row["source"]
+        assert EXTERNAL in row["run"] and row["name"].startswith("ext.")
+    # the wording stays honest: the selected-on-test record and the lower bound say so
+    assert "selected on the test set" in rows[0]["source"]
+    assert rows[3]["claim"].startswith(">") and "lower bound" in rows[3]["source"]
+    assert len({r["name"] for r in rows}) == len(rows)
