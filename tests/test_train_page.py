@@ -59,6 +59,21 @@ def test_the_recipe_is_kept_across_a_page_switch(open_page):
     assert at.text_input(key="tr_name_Preset_fast_cnn").value == "persist_test"
 
 
+def test_a_presets_label_smoothing_and_mixed_precision_are_its_defaults(open_page):
+    from core.build import cpu_has_bfloat16
+
+    at = open_page("train")
+    at.selectbox(key="train_preset").set_value("fast_cnn").run()
+    assert at.select_slider(key="tr_ls_Preset_fast_cnn").value == 0.1
+    mixed = at.checkbox(key="tr_mp_Preset_fast_cnn")
+    assert mixed.value is True
+    if cpu_has_bfloat16():                         # offered: this CPU multiplies bfloat16
+        assert not mixed.disabled
+    at.selectbox(key="train_preset").set_value("keras_example").run()
+    assert at.select_slider(key=f"tr_ls_{K}").value == 0.0
+    assert at.checkbox(key=f"tr_mp_{K}").value is False
+
+
 def test_a_running_runs_recipe_is_shown_and_the_users_comes_back_after_stop(open_page):
     at = open_page("train")
     set_recipe(at, 30, "5,000", "long_one")
@@ -66,6 +81,7 @@ def test_a_running_runs_recipe_is_shown_and_the_users_comes_back_after_stop(open
     assert running_recipe(at)["Run name"] == "long_one"
     assert running_recipe(at)["Epochs"] == "30"
     assert running_recipe(at)["Training images"] == "5,000"
+    assert running_recipe(at)["Label smoothing"] == "0"
     assert not [s for s in at.slider if s.key == f"tr_ep_{K}"]     # not editable now
     assert at.button(key="train_start").disabled
     at.button(key="train_stop").click().run()
