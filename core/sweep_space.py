@@ -39,25 +39,36 @@ class Knob:
     bounds: tuple[Any, Any]        # the widest low/high (for choices: each choice's)
     log: bool = False              # sampled on a log scale
     help: str = ""
+    steps: tuple = ()              # the values the page's slider offers (int knobs: all)
+
+
+WIDTHS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+RATES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2,
+         0.5, 1.0)
 
 
 KNOBS: dict[str, Knob] = {
     "width": Knob("Width (× filters)", "float", (0.125, 4.0), log=True,
-                  help="Multiplies the filters of every convolution."),
+                  help="Multiplies the filters of every convolution.", steps=WIDTHS),
     "blocks": Knob("Number of conv blocks", "int", (1, 8),
                    help="Extra blocks repeat the last one at 'same' padding without its "
                         "pooling; fewer blocks drop the last ones."),
     "kernel": Knob("Kernel size", "choice", (1, 11),
-                   help="The kernel of every convolution larger than 1×1."),
+                   help="The kernel of every convolution larger than 1×1.",
+                   steps=(1, 3, 5, 7, 9, 11)),
     "dense": Knob("Dense units (× units)", "float", (0.125, 4.0), log=True,
-                  help="Multiplies the units of every Dense layer but the output."),
+                  help="Multiplies the units of every Dense layer but the output.",
+                  steps=WIDTHS),
     "dropout": Knob("Dropout", "float", (0.0, 0.8),
                     help="The rate of every Dropout layer (one is added before the output "
-                         "when the stack has none)."),
+                         "when the stack has none).",
+                    steps=tuple(round(0.1 * i, 1) for i in range(9))),
     "batch_norm": Knob("Batch normalisation", "choice", (False, True),
-                       help="On: a BatchNormalization after every convolution; off: none."),
-    "learning_rate": Knob("Learning rate", "float", (1e-5, 1.0), log=True),
-    "batch_size": Knob("Batch size", "choice", (8, 2048)),
+                       help="On: a BatchNormalization after every convolution; off: none.",
+                       steps=(True, False)),
+    "learning_rate": Knob("Learning rate", "float", (1e-5, 1.0), log=True, steps=RATES),
+    "batch_size": Knob("Batch size", "choice", (8, 2048),
+                       steps=(8, 16, 32, 64, 128, 256, 512, 1024, 2048)),
     "epochs": Knob("Epochs", "int", (1, 30)),
 }
 

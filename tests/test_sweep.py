@@ -17,8 +17,8 @@ from core.runs import RunStore
 from core.scheduler import Scheduler
 from core.spec import ModelSpec
 from core.storage import layerlab_home
-from core.sweep import (SweepConfig, continue_sweep, get_storage, list_sweeps, live,
-                        new_study, open_sweep, page_seen, run_sweep, start_sweep)
+from core.sweep import continue_sweep, live, page_seen, run_sweep, start_sweep
+from core.sweep_store import SweepConfig, get_storage, list_sweeps, new_study, open_sweep
 from core.sweep_objective import Objective
 from core.sweep_space import suggest
 from core.workspace import new_workspace_id
@@ -42,6 +42,18 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def wait_for(predicate, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not predicate():
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.1)
+
+
+def training(registry: JobRegistry, key: str) -> bool:
+    job = registry.live(key)
+    return job is not None and job.snapshot().state == "running"
 
 
 @pytest.fixture
@@ -77,16 +89,16 @@ def test_a_hopeless_trial_is_pruned_and_its_job_stopped(env):
     ws = new_workspace_id()
     recipe = QUICK.replace(epochs=10, train_subset=2000)
     space = {"learning_rate": {"low": 1e-5, "high": 1e-2}}
-    study, cfg = new_study(config(ws, 3, space=space, recipe=recipe), get_storage())
+    study, cfg = new_study(config(ws, 4, space=space, recipe=recipe), get_storage())
     dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
     curve = {step: 0.90 + step / 1000 for step in range(1, 11)}
-    for _ in range(2):                              # two good trials seen before it
+    for _ in range(3):                              # three good trials seen before it
         study.add_trial(optuna.trial.create_trial(
             params={"learning_rate": 3e-3}, distributions=dist, value=0.91,
             intermediate_values=curve, user_attrs={"params": 6_770}))
     study.enqueue_trial({"learning_rate": 1e-5})    # learns nothing in one epoch
     continue_sweep(ws, cfg.number, **env).join(300)
-    hopeless = open_sweep(ws, cfg.number).records[2]
+    hopeless = open_sweep(ws, cfg.number).records[3]
     assert hopeless.state == "pruned"
     assert hopeless.reason.startswith("Pruned after epoch 1:")
     run = RunStore().load_run(hopeless.run_id)
@@ -98,6 +110,7 @@ def test_a_second_sweep_in_the_same_workspace_is_refused(env):
     ws = new_workspace_id()
     first = start_sweep(config(ws, 1, recipe=QUICK.replace(epochs=20)), **env)
     try:
+        wait_for(lambda: training(env["registry"], f"{ws}/sweep/0"))
         with pytest.raises(LayerLabError, match="already has a sweep in progress"):
             start_sweep(config(ws), **env)
         with pytest.raises(LayerLabError, match="already has a sweep in progress"):
@@ -107,8 +120,10 @@ def test_a_second_sweep_in_the_same_workspace_is_refused(env):
         first.stop()
         first.join(120)
     assert live(ws) is None and list_sweeps(ws)[0].status == "stopped"
-    stopped = open_sweep(ws, 1).records
-    assert [r.state for r in stopped] in (["lost", "waiting"], [])   # to be re-run
+    stopped = open_sweep(ws, 1).records              # stopped mid-run: to be asked again
+    assert [r.state for r in stopped] == ["lost", "waiting"]
+    assert stopped[0].reason.startswith("Stopped by you")
+    assert RunStore().load_run(stopped[0].run_id).status == "stopped"
 
 
 def test_a_sweep_continued_after_a_restart_finishes_its_remaining_trials(env):
