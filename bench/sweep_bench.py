@@ -33,7 +33,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default="fast_cnn", choices=list(PRESETS))
     p.add_argument("--objective", default="budget", choices=list(KINDS))
     p.add_argument("--budget", type=int, default=25_000, help="parameters (budget)")
-    p.add_argument("--target", type=float, default=0.99, help="validation accuracy (threshold)")
+    p.add_argument("--target", type=float, default=0.99,
+                   help="validation accuracy (threshold)")
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--minutes", type=float, default=30.0, help="time limit (0: none)")
     p.add_argument("--images", type=int, default=None, help="training images (default all)")

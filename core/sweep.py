@@ -36,7 +36,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from core.errors import LayerLabError
+from core.errors import LayerLabError, StorageError
 from core.jobs import REGISTRY, JobRegistry, QuotaError, ceiling_problem
 from core.runs import RunStore
 from core.sweep_objective import dominated_at
@@ -105,7 +105,6 @@ class SweepDriver:
     def _work(self) -> None:
         t0 = self.clock()
         try:
-            self._set_attrs(status="running", message="", alive_at=time.time())
             while True:
                 self._collect()
                 if self._ending is None:
@@ -173,11 +172,27 @@ class SweepDriver:
         return max(1, min(int(self.backend.max_parallel()), self.config.n_trials))
 
     def _launch(self) -> None:
-        while len(self._slots) < self._width() and self._remaining() > 0:
+        while len(self._slots) < self._width() and self._remaining() > 0 \
+                and not self._starting():
             slot = self._prepare(self.study.ask())
             if slot is not None:
                 self._slots.append(slot)
                 self._submit(slot)
+
+    def _starting(self) -> bool:
+        """Whether a local trial is still starting (queued, or building its model before
+        its first batch). The next one waits: two training threads that built and first
+        called their models at the same moment once failed inside Keras (a snapshot's
+        eager call), so in one process starts are staggered. Ray jobs run elsewhere."""
+        if getattr(self.backend, "name", "") != "local":
+            return False
+        for slot in self._slots:
+            if not slot.submitted:
+                return True
+            p = slot.job.snapshot()
+            if not p.done and not p.batches:
+                return True
+        return False
 
     def _free_key(self) -> str:
         used = {slot.key for slot in self._slots}
@@ -271,7 +286,8 @@ class SweepDriver:
             slot.lost = why
             if slot.submitted:
                 slot.job.stop()
-            else:
+            else:                                     # never started: no run was saved
+                slot.trial.set_user_attr("run_id", None)
                 self._slots.remove(slot)
                 self._conclude(slot, "stopped")
 
@@ -326,7 +342,7 @@ def _forget(driver: SweepDriver) -> None:
 def _refusal(workspace: str) -> str | None:
     """Checked under the lock: a second sweep of a workspace is refused."""
     running = _drivers.get(workspace)
-    if running is not None and (running.alive or running._thread is None):
+    if running is not None and running.alive:
         return (f"This workspace already has a sweep in progress (sweep "
                 f"{running.config.number}): stop it or wait for it to end before "
                 f"starting another.")
@@ -343,24 +359,33 @@ def page_seen(registry: JobRegistry, workspace: str) -> Callable[[], bool]:
     return seen
 
 
-def _drive(study: optuna.Study, config: SweepConfig, **kwargs: Any) -> SweepDriver:
-    """Register and start a driver (the caller holds the lock and checked the refusal)."""
+def _drive(study: optuna.Study, config: SweepConfig, *, backend: Any = None,
+           registry: JobRegistry | None = None, store: RunStore | None = None,
+           page_open: Callable[[], bool] | None = None) -> SweepDriver:
+    """Mark the study running, then register and start its driver (the caller holds the
+    lock and checked the refusal). ``backend`` defaults to :func:`core.backend.current`."""
     from core import backend as backends  # noqa: PLC0415
 
-    driver = SweepDriver(study, config, backend=kwargs.get("backend") or backends.current(),
-                         registry=kwargs.get("registry") or REGISTRY,
-                         store=kwargs.get("store") or RunStore(),
-                         page_open=kwargs.get("page_open"))
+    try:
+        for key, value in (("status", "running"), ("message", ""), ("alive_at", time.time())):
+            study.set_user_attr(key, value)
+    except Exception as exc:
+        _log.error("cannot mark sweep %s running", study.study_name, exc_info=exc)
+        raise StorageError("The sweep database could not be written; try again, or ask "
+                           "whoever runs the server to check it.") from None
+    driver = SweepDriver(study, config, backend=backend or backends.current(),
+                         registry=registry or REGISTRY, store=store or RunStore(),
+                         page_open=page_open)
     _drivers[config.workspace] = driver
-    study.set_user_attr("status", "running")          # before the page's next read
-    study.set_user_attr("alive_at", time.time())
     return driver.start()
 
 
-def start_sweep(config: SweepConfig, *, storage=None, **kwargs: Any) -> SweepDriver:
-    """Create a new sweep of ``config.workspace`` and start it. ``kwargs``: ``backend``
-    (default :func:`core.backend.current`), ``registry``, ``store``, ``page_open``.
-    Raises LayerLabError (a second sweep, a bad configuration, the database)."""
+def start_sweep(config: SweepConfig, *, storage=None, **driver: Any) -> SweepDriver:
+    """Create a new sweep of ``config.workspace`` and start it. ``driver``: ``backend``
+    (default :func:`core.backend.current`), ``registry`` (default :data:`REGISTRY`),
+    ``store`` (default the run store), ``page_open`` (see :func:`page_seen`; default:
+    none, the sweep never pauses). Raises LayerLabError: a second sweep of the
+    workspace, a bad configuration, the database."""
     config.check()
     storage = storage or get_storage()
     with _drivers_lock:
@@ -368,12 +393,13 @@ def start_sweep(config: SweepConfig, *, storage=None, **kwargs: Any) -> SweepDri
         if problem:
             raise LayerLabError(problem)
         study, config = new_study(config, storage)
-        return _drive(study, config, **kwargs)
+        return _drive(study, config, **driver)
 
 
-def continue_sweep(workspace: str, number: int, *, storage=None, **kwargs: Any) -> SweepDriver:
+def continue_sweep(workspace: str, number: int, *, storage=None,
+                   **driver: Any) -> SweepDriver:
     """Carry on a stored sweep (after Stop, a time limit, a pause or a server restart)
-    until it has its number of trials; same keywords as :func:`start_sweep`."""
+    until it has its number of trials; the keywords of :func:`start_sweep`."""
     storage = storage or get_storage()
     with _drivers_lock:
         problem = _refusal(workspace)
@@ -385,9 +411,13 @@ def continue_sweep(workspace: str, number: int, *, storage=None, **kwargs: Any) 
         if info.status == "running":
             raise LayerLabError("This sweep was still running a moment ago, perhaps in "
                                 "another server process; try Continue again in a minute.")
-        study = load_study(info.study_name, info.config, storage)
-        recover(study)
-        return _drive(study, info.config, **kwargs)
+        try:
+            study = load_study(info.study_name, info.config, storage)
+            recover(study)
+        except Exception as exc:
+            _log.error("cannot continue sweep %s", info.study_name, exc_info=exc)
+            raise StorageError("The sweep's trials could not be read; try again.") from None
+        return _drive(study, info.config, **driver)
 
 
 def stop_sweep(workspace: str) -> bool:
@@ -400,13 +430,14 @@ def stop_sweep(workspace: str) -> bool:
 
 
 def run_sweep(config: SweepConfig, *, storage=None, timeout: float | None = None,
-              **kwargs: Any) -> SweepResult:
+              **driver: Any) -> SweepResult:
     """Start a sweep and wait for it (the command line, the bench, tests): its result.
-    ``kwargs`` as for :func:`start_sweep`, e.g. ``backend=RayBackend(...)``."""
+    The keywords of :func:`start_sweep`, e.g. ``backend=RayBackend(...)``; after
+    ``timeout`` seconds the sweep is stopped."""
     storage = storage or get_storage()
-    driver = start_sweep(config, storage=storage, **kwargs)
-    driver.join(timeout)
-    if driver.alive:
-        driver.stop()
-        driver.join()
-    return open_sweep(config.workspace, driver.config.number, storage)
+    running = start_sweep(config, storage=storage, **driver)
+    running.join(timeout)
+    if running.alive:
+        running.stop()
+        running.join()
+    return open_sweep(config.workspace, running.config.number, storage)

@@ -74,8 +74,8 @@ class SweepConfig:
             raise SpecError(f"The number of trials must be between 1 and {MAX_TRIALS}, "
                             f"got {n!r}.")
         limit = self.time_limit_s
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
-                                  or not 10 <= limit <= 7 * 86_400):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(
+                limit, (int, float)) or not 10 <= limit <= 7 * 86_400):
             raise SpecError("The time limit must be between 10 seconds and a week.")
         return self
 
@@ -102,7 +102,8 @@ class SweepInfo:
     """A stored sweep as the page lists it."""
 
     number: int
-    status: str            # running | finished | stopped | time limit | paused | failed | interrupted
+    # running | finished | stopped | time limit | paused | failed | interrupted
+    status: str
     message: str
     config: SweepConfig
     study_name: str
@@ -146,7 +147,8 @@ def get_storage(url: str | None = None) -> optuna.storages.RDBStorage:
             try:
                 _storages[url] = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
             except Exception as exc:  # a bad URL, an unreachable server, a read-only disk
-                _log.error("cannot open the sweep storage", exc_info=exc)  # the URL may hold a password
+                # Logged without the URL, which may hold a password.
+                _log.error("cannot open the sweep storage", exc_info=exc)
                 raise StorageError("The sweep database could not be opened; ask whoever runs "
                                    f"the server to check {SWEEP_DB_ENV} or LAYERLAB_HOME.") \
                     from None
@@ -277,14 +279,16 @@ def new_study(config: SweepConfig, storage) -> tuple[optuna.Study, SweepConfig]:
     """Create the next sweep of ``config.workspace`` in ``storage``: its study, with the
     configuration (numbered) in its user attributes. Raises StorageError."""
     try:
-        numbers = [i.number for i in list_sweeps(config.workspace, storage)]
-        config = replace(config, number=max(numbers, default=0) + 1)
+        prefix = study_prefix(config.workspace)
+        taken = [n[len(prefix):] for n in optuna.study.get_all_study_names(storage)
+                 if n.startswith(prefix)]
+        config = replace(config, number=max((int(t) for t in taken if t.isdigit()),
+                                            default=0) + 1)
         study = optuna.create_study(
             storage=storage, study_name=study_prefix(config.workspace) + str(config.number),
             directions=config.objective.directions, sampler=_sampler(config),
             pruner=_pruner(config))
         study.set_user_attr("config", config.to_dict())
-        study.set_user_attr("workspace", config.workspace)
     except LayerLabError:
         raise
     except Exception as exc:

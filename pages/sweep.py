@@ -84,7 +84,8 @@ def pick_space(spec: ModelSpec, recipe: Recipe, tag: str) -> dict:
 
 
 def pick_objective() -> Objective:
-    kind = st.radio("Objective", list(KINDS), format_func=KINDS.get, key="sw_objective")
+    kind = st.radio("Objective", list(KINDS), index=list(KINDS).index("budget"),
+                    format_func=KINDS.get, key="sw_objective")
     if kind == "threshold":
         pct = st.number_input("Target validation accuracy (%)", 50.0, 99.99, 99.0, 0.05,
                               key="sw_target", format="%.2f")
@@ -197,11 +198,13 @@ def trial_actions() -> None:
         result = sweep_store.open_sweep(WS, number)
     except LayerLabError:
         return                                  # already said above
-    trials = {r.number: r for r in result.records if r.run_id}
+    # Only trials that ended: a run's record is saved when its job ends.
+    trials = {r.number: r for r in result.records
+              if r.run_id and r.state in ("complete", "pruned", "lost", "failed")}
     if not trials:
         return
     st.subheader("Open a trial")
-    best = result.chosen[0].number if result.chosen else next(iter(trials))
+    best = next((r.number for r in result.chosen if r.number in trials), next(iter(trials)))
     pick = st.selectbox("Trial", list(trials), index=list(trials).index(best),
                         key=f"sw_trial_{number}", format_func=lambda n: (
                             f"trial {n} · {trials[n].state} · "

@@ -114,7 +114,8 @@ def test_a_trial_opens_in_the_builder(swept):
     assert at.selectbox(key="sw_trial_1").value == 2          # the chosen one first
     at.button(key="sw_to_builder").click().run()
     assert not at.exception
-    layers = [{k: v for k, v in l.items() if k != "uid"} for l in at.session_state.builder_layers]
+    layers = [{k: v for k, v in layer.items() if k != "uid"}
+              for layer in at.session_state.builder_layers]
     assert normalised(layers) == normalised(runs[0].spec["layers"])     # defaults filled in
     assert at.text_input(key="builder_name_input").value == "fast_cnn_s1t2"
 
@@ -138,3 +139,27 @@ def test_a_trial_is_pinned_in_compare(swept):
     at.button(key="sw_to_compare").click().run()
     assert not at.exception
     assert at.multiselect(key="compare_pinned").value == [runs[1].id, runs[0].id]
+
+
+def test_start_runs_a_sweep_from_the_form_and_its_trials_fill_the_table(open_page):
+    from core import sweep
+
+    at = open_page("sweep")
+    at.selectbox(key="sw_subset").set_value("1,000").run()
+    at.number_input(key="sw_trials").set_value(2).run()
+    at.number_input(key="sw_budget").set_value(50_000_000).run()       # every trial trains
+    at.button(key="sw_start").click().run()
+    assert not at.exception and not at.error
+    driver = sweep.live(at.session_state.workspace)
+    assert driver is not None and driver.page_open()     # kept alive by this page's views
+    assert at.button(key="sw_stop").disabled is False
+    try:
+        driver.join(300)
+    finally:
+        driver.stop()
+        driver.join(60)
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["state"]) == ["complete", "complete"]
+    assert list(table["run"]) == ["sweep 1 · trial 1", "sweep 1 · trial 2"]
+    assert at.button(key="sw_continue").disabled                 # it has all its trials
