@@ -65,7 +65,7 @@ def line(r) -> str:
 
 
 def follow(workspace: str, number: int, driver, every_s: float = 5.0):
-    """Print each trial once it ends; the final result."""
+    """Print each trial once it ends (with this process's memory); the final result."""
     shown: set[int] = set()
     while True:
         alive = driver.alive
@@ -73,7 +73,7 @@ def follow(workspace: str, number: int, driver, every_s: float = 5.0):
         for r in result.records:
             if r.state not in ("running", "waiting") and r.number not in shown:
                 shown.add(r.number)
-                print(line(r), flush=True)
+                print(f"{line(r)}  [{_util.rss_mb():,.0f} MiB]", flush=True)
         if not alive:
             return result
         time.sleep(every_s)

@@ -132,7 +132,9 @@ def default_space(spec: ModelSpec, recipe: Recipe) -> dict[str, dict[str, Any]]:
     if any(layer.get("type") in ("Conv2D", "SeparableConv2D") for layer in spec.layers):
         space["width"] = {"low": 0.25, "high": 1.5}
     if has_conv:
-        space["blocks"] = {"low": max(1, len(blocks) - 1), "high": len(blocks) + 1}
+        most = KNOBS["blocks"].bounds[1]
+        space["blocks"] = {"low": min(max(1, len(blocks) - 1), most),
+                           "high": min(len(blocks) + 1, most)}
         space["kernel"] = {"choices": [3, 5]}
     if _hidden_dense(spec.layers):
         space["dense"] = {"low": 0.25, "high": 2.0}

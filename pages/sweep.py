@@ -62,7 +62,9 @@ def knob_range(name: str, rng: dict, key: str) -> dict:
         return {"low": low, "high": high}
     if knob.kind == "choice":
         fmt = (lambda v: "on" if v else "off") if name == "batch_norm" else str
-        picked = st.multiselect(knob.label, knob.steps, rng["choices"], key=key,
+        start = [c for c in rng["choices"] if c in knob.steps] or \
+            [views.snap(rng["choices"][0], knob.steps, log=True)]
+        picked = st.multiselect(knob.label, knob.steps, start, key=key,
                                 format_func=fmt, label_visibility="collapsed")
         return {"choices": list(picked)}
     ends = tuple(views.snap(rng[e], knob.steps, knob.log) for e in ("low", "high"))
@@ -117,9 +119,9 @@ def new_sweep_form() -> None:
     base = recipe.replace(train_subset=SUBSETS[subset])
     blocked = not data_available()
     try:
-        config = sweep_store.SweepConfig(WS, spec.to_dict(), base.to_dict(), space, objective,
-                                   int(n_trials), minutes * 60.0 if minutes else None,
-                                   label).check()
+        config = sweep_store.SweepConfig(
+            WS, spec.to_dict(), base.to_dict(), space, objective, int(n_trials),
+            minutes * 60.0 if minutes else None, label).check()
     except LayerLabError as err:
         show_error(err)
         config, blocked = None, True
