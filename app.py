@@ -22,6 +22,7 @@ PAGES = {
         st.Page("pages/builder.py", title="Builder", icon="🧩"),
         st.Page("pages/train.py", title="Train", icon="🏋️"),
         st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+        st.Page("pages/sweep.py", title="Sweep", icon="🔭"),
         st.Page("pages/challenge.py", title="Challenge", icon="🏆"),
         st.Page("pages/cost.py", title="Real cost", icon="💾"),
     ],
