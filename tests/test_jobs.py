@@ -126,12 +126,13 @@ def test_the_queue_is_bounded_and_says_when_to_come_back(data):
 
 class Cluster(LocalBackend):
     """A backend as wide as a cluster of ``width`` places whose jobs are real local jobs
-    (they queue under one place here, so none trains long): what the registry asks of a
-    backend is only its width."""
+    that only wait (the one local place is held): what the registry asks of a backend is
+    only its width."""
 
     def __init__(self, width: int) -> None:
         super().__init__(Scheduler(1))
         self.width = width
+        self.scheduler.acquire("held", threading.Event())
 
     def max_parallel(self) -> int:
         return self.width
