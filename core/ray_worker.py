@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from core.data import Mnist, use_mnist
 from core.recipe import Recipe
 from core.runs import CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE, Run, RunStore
 from core.spec import ModelSpec
@@ -69,15 +70,6 @@ class RelayStore(RunStore):
         with self._relay_lock:
             out, self._ready = self._ready, None
         return out
-
-
-def _use_shipped_mnist(arrays: dict[str, Any]) -> None:
-    """Make the server's MNIST (from the object store) this worker process's MNIST, so a
-    node needs no copy of its own and every run sees the server's data."""
-    import core.data as data  # noqa: PLC0415
-
-    with data._lock:                          # core.data's once-per-process cache
-        data._cached = data.Mnist(source="the Ray object store", kind="ray", **arrays)
 
 
 def sweep_scratch(folder: str | None = None) -> list[str]:
@@ -131,8 +123,8 @@ class TrainingActor:
         from core.training import TrainingJob  # noqa: PLC0415
 
         _fit_to_assignment()
-        if isinstance(data, dict):
-            _use_shipped_mnist(data)
+        if isinstance(data, dict):            # the server's MNIST, from the object store
+            use_mnist(Mnist(source="the Ray object store", kind="ray", **data))
             data = None
         sweep_scratch()
         self.root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
