@@ -68,11 +68,12 @@ def probs_chart(probs: np.ndarray, label: int | None) -> alt.Chart:
 
 def norms_chart(snap: dict[str, Any], layers: list[str]) -> alt.Chart:
     """Weight and gradient norm per layer (log scale: they differ by orders); a zero
-    norm has no place on it and is left out."""
+    norm has no place on it and is left out (no rows at all: an empty chart)."""
     rows = [{"layer": name, "norm": float(snap[key][i]), "of": what}
             for key, what in (("weight_norm", "weights"), ("grad_norm", "gradient"))
             for i, name in enumerate(layers[:len(snap[key])]) if snap[key][i] > 0]
-    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+    df = pd.DataFrame(rows, columns=["layer", "norm", "of"])   # columns even when empty
+    return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("layer:N", sort=None),
         y=alt.Y("norm:Q", scale=alt.Scale(type="log"), title="L2 norm (log)"),
         color=alt.Color("of:N", title=None),
@@ -101,8 +102,11 @@ def show_snapshot(snap: dict[str, Any], meta: dict[str, Any], key: str,
         text += f" (was {accuracy(previous['confusion']):.2%})"
     st.text(text)
     c = st.columns(2)
-    c[0].altair_chart(norms_chart(snap, [str(n) for n in meta.get("layers", [])]),
-                      width="stretch", key=f"{key}_norms")
+    layers = [str(n) for n in meta.get("layers", [])]
+    if layers:
+        c[0].altair_chart(norms_chart(snap, layers), width="stretch", key=f"{key}_norms")
+    else:   # a resume's earlier snapshot, a moment before training begins and names them
+        c[0].caption("Weight and gradient norms per layer: shown once training begins.")
     c[1].altair_chart(confusion_chart(cm, height=260), width="stretch", key=f"{key}_cm")
 
 

@@ -23,8 +23,8 @@ import pytest
 
 from core import backend as backends
 from core.errors import LayerLabError
-from core.ray_backend import (FELL_BACK, SCRATCH_PREFIX, UNREACHABLE, WORKER_DIED,
-                              FallbackBackend, RayBackend, RayJob, sweep_scratch)
+from core.ray_backend import (FELL_BACK, UNREACHABLE, WORKER_DIED, FallbackBackend,
+                              RayBackend, RayJob)
 from core.recipe import Recipe
 from core.runs import RunStore
 from core.spec import ModelSpec
@@ -264,14 +264,3 @@ def test_an_unreachable_cluster_is_a_sentence_within_seconds_and_can_fall_back(
         backends.set_current(None)
     print(f"\nunreachable cluster refused in {waited:.2f} s")
 
-
-def test_the_scratch_stores_of_dead_workers_are_swept(tmp_path):
-    ended_proc = subprocess.Popen(["true"])
-    ended_proc.wait()                                   # a pid that no longer runs
-    dead = tmp_path / f"{SCRATCH_PREFIX}{ended_proc.pid}-abc"
-    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def"
-    other = tmp_path / "layerlab-other"
-    for folder in (dead, alive, other):
-        folder.mkdir()
-    assert sweep_scratch(str(tmp_path)) == [dead.name]
-    assert not dead.exists() and alive.exists() and other.exists()
