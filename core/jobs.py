@@ -144,6 +144,11 @@ class JobRegistry:
         with self._lock:
             return {j.run.id for j in self._jobs.values() if not j.done}
 
+    def last_seen(self, workspace: str) -> float | None:
+        """The clock reading of the workspace's last page heartbeat, or None."""
+        with self._lock:
+            return self._seen.get(workspace)
+
     def heartbeat(self, workspace: str) -> None:
         """A page of ``workspace`` is open: its job is not an orphan."""
         with self._lock:

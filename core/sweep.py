@@ -352,9 +352,7 @@ def _refusal(workspace: str) -> str | None:
 def page_seen(registry: JobRegistry, workspace: str) -> Callable[[], bool]:
     """Whether a page of ``workspace`` heartbeat the registry within its orphan time."""
     def seen() -> bool:
-        # core.jobs keeps each workspace's last page heartbeat; it has no public reader.
-        with registry._lock:
-            last = registry._seen.get(workspace)
+        last = registry.last_seen(workspace)
         return last is not None and registry.clock() - last <= registry.orphan_s
     return seen
 
