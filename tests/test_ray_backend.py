@@ -264,3 +264,38 @@ def test_an_unreachable_cluster_is_a_sentence_within_seconds_and_can_fall_back(
         backends.set_current(None)
     print(f"\nunreachable cluster refused in {waited:.2f} s")
 
+
+
+def test_a_four_trial_sweep_runs_to_the_end_on_the_cluster(cluster, tmp_path, monkeypatch):
+    """The Sweep page's driver through the Ray backend: every trial trains in a Ray worker
+    and comes back as a saved run of the workspace; the study is in real SQLite storage."""
+    from core.jobs import JobRegistry
+    from core.scheduler import Scheduler
+    from core.sweep import run_sweep
+    from core.sweep_objective import Objective
+    from core.sweep_store import SweepConfig, get_storage
+    from core.workspace import new_workspace_id
+
+    monkeypatch.setenv("LAYERLAB_HOME", str(tmp_path))
+    recipe = Recipe(epochs=1, batch_size=64, learning_rate=3e-3, train_subset=1000,
+                    validation_split=0.2)
+    ws = new_workspace_id()
+    config = SweepConfig(workspace=ws, start=TINY.to_dict(), recipe=recipe.to_dict(),
+                         space={"width": {"low": 0.5, "high": 2.0}}, n_trials=4,
+                         start_label="test", objective=Objective("budget", budget=50_000))
+    registry = JobRegistry(Scheduler(2), max_queued=4, orphan_s=600)
+    result = run_sweep(config, storage=get_storage(), timeout=400, backend=cluster,
+                       registry=registry, store=RunStore(tmp_path / "runs"))
+    assert result.info.status == "finished", result.info.message
+    assert [r.state for r in result.records] == ["complete"] * 4
+    assert (tmp_path / "sweeps.db").is_file()
+    runs = {run.id: run for run in RunStore(tmp_path / "runs").list_runs(ws)}
+    for rec in result.records:
+        run = runs[rec.run_id]
+        assert run.status == "finished" and run.params == rec.params
+        assert 4 <= run.spec["layers"][0]["filters"] <= 16     # width 0.5–2 of 8 filters
+    trial_jobs = [registry.get(key) for key in list(registry._jobs)]
+    assert trial_jobs and all(isinstance(job, RayJob) for job in trial_jobs)   # on the cluster
+    assert all(job.worker_pid not in (None, os.getpid()) for job in trial_jobs)
+    assert result.chosen and result.chosen[0].val_accuracy == max(
+        r.val_accuracy for r in result.records)
