@@ -157,7 +157,13 @@ def replay() -> None:
     if not sources:
         return
     st.subheader("Replay: watch it learn")
-    choice = st.selectbox("Run to replay", list(sources), key="replay_source")
+    options = list(sources)
+    if st.session_state.get("replay_options") != options:
+        # A run ended (or another appeared): show the newest first, as a fresh page would,
+        # rather than keep an old default the user never chose.
+        st.session_state["replay_options"] = options
+        st.session_state["replay_source"] = options[0]
+    choice = st.selectbox("Run to replay", options, key="replay_source")
     got = snapshot_set(*sources[choice])
     if got is None:
         st.info(NO_SNAPSHOTS)

@@ -47,21 +47,30 @@ def layer_output(model, name: str) -> np.ndarray:
     return np.asarray(upto(x, training=False))[0]
 
 
-def metric(page: Page, label: str) -> str:
+def metric(page: Page, label: str) -> float:
     box = page.get_by_test_id("stMetric").filter(has_text=label)
-    return box.get_by_test_id("stMetricValue").inner_text()
+    return float(box.get_by_test_id("stMetricValue").inner_text())
 
 
-def explain(page: Page, layer: str, cell: tuple[int, int, int]) -> float:
-    """Pick ``layer`` and ``cell`` in the section; returns the model's value it shows,
-    after checking it equals the recomputed one."""
+# Waits until a metric shows a value near ``want`` (the page prints 6 significant digits).
+SHOWS = """([label, want]) => {
+    const box = [...document.querySelectorAll('[data-testid=stMetric]')]
+        .find(e => e.innerText.startsWith(label));
+    const value = box && parseFloat(box.querySelector('[data-testid=stMetricValue]').innerText);
+    return Math.abs(value - want) <= 1e-5 * Math.abs(want) + 1e-6;
+}"""
+
+
+def explain(page: Page, layer: str, cell: tuple[int, int, int], want: float) -> None:
+    """Pick ``layer`` and ``cell`` in the section; the model's value the page shows must
+    become ``want`` (computed here), and the value recomputed from the inputs equal it."""
     choose(page, "draw_x_layer", re.compile("^" + re.escape(layer) + " "))
     for key, value in zip(("row", "col", "ch"), cell):
         type_number(page, f"draw_x_{key}_{layer}", value)
+    page.wait_for_function(SHOWS, arg=["The model's own value", want])
+    wait_idle(page)
     expect(page.get_by_test_id("stMetric").filter(has_text="Match")).to_contain_text("✓ equal")
-    shown = float(metric(page, "The model's own value"))
-    assert float(metric(page, "Recomputed here")) == pytest.approx(shown, rel=1e-5, abs=1e-6)
-    return shown
+    assert metric(page, "Recomputed here") == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
 def use_test_image(page: Page) -> None:
@@ -82,8 +91,8 @@ def test_a_preset_cell_explained_equals_the_model(small_cnn, server, page):
     cell = largest_cell(out)
     open_draw(page, server.url)
     use_test_image(page)
-    shown = explain(page, "conv2", cell)
-    assert shown == pytest.approx(float(out[cell]), rel=1e-5) and shown > 0
+    assert out[cell] > 0
+    explain(page, "conv2", cell, float(out[cell]))
 
 
 def build_and_train(page: Page, url: str, name: str) -> None:
@@ -129,6 +138,6 @@ def test_a_builder_stack_cell_explained_equals_the_model(server, page):
               if type(layer).__name__ == "BatchNormalization")
     out = layer_output(model, bn)
     cell = (5, 7, int(np.argmax(np.abs(out[5, 7]))))
-    shown = explain(page, bn, cell)
-    assert shown == pytest.approx(float(out[cell]), rel=1e-5) and shown != 0
+    assert out[cell] != 0
+    explain(page, bn, cell, float(out[cell]))
     expect(page.get_by_text(re.compile(r"moving (mean|average)", re.I)).first).to_be_visible()

@@ -57,8 +57,10 @@ def test_a_short_run_shows_its_snapshots_live_then_replays_them(server, page):
     expect(page.get_by_text(re.compile(r"^Finished: test accuracy"))).to_be_visible(
         timeout=180_000)
     expect(page.get_by_text(f"{LIVE} 2.00")).to_be_visible()
-    # the replay of the run: its slider holds every snapshot
-    choose(page, "replay_source", "watch_me · run")
+    wait_idle(page)                   # the page's last run (results, replay) has ended
+    # the replay offers the run that just ended first; its slider holds every snapshot
+    expect(page.locator(".st-key-replay_source [role=combobox]")).to_have_value(
+        re.compile(r"^watch_me · run [0-9a-f]{6}, finished$"))
     slider = page.locator("[class*=st-key-replay_pos_] input[type=range]")
     expect(slider).to_have_value("0")
     n = int(slider.get_attribute("max")) + 1
