@@ -61,7 +61,7 @@ def trial_chart(frame: pd.DataFrame, objective: Objective) -> alt.LayerChart | N
     if shown.empty:
         return None
     x = alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
-    y = alt.Y("val accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
+    y = alt.Y("val accuracy:Q", axis=alt.Axis(format=".1%"), scale=alt.Scale(zero=False),
               title="validation accuracy")
     states = [s for s in STATE_COLOURS if s in set(shown["state"])]
     base = alt.Chart(shown).encode(x=x, y=y)

@@ -55,9 +55,10 @@ def download_svg(page: Page) -> str:
 def test_the_builder_picture_follows_the_stack(server, page):
     open_app(page, server.url, "Builder", path="builder")
     chart = picture(page)
+    expect(labels(chart).filter(has_text="Conv2D 32 3×3")).to_have_count(1)
+    wait_idle(page)                # every label drawn before they are counted
     count = labels(chart).count()
     assert count >= 3
-    expect(labels(chart).filter(has_text="Conv2D 32 3×3")).to_have_count(1)
     before = download_svg(page)
     assert before.startswith("<svg") and "Conv2D 32 3×3" in before
     # a new layer: one more box, labelled
