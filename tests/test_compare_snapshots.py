@@ -92,9 +92,10 @@ def test_the_last_epoch_clamps_each_run_to_its_own_end(compare):
     short_end = float(shipped("fast_cnn")["epoch"][3])
     assert max(ends.values()) == 10                        # warmup_mlp's 10 epochs
     shown = [c for c in captions(at) if c.startswith("snapshot at epoch")]
-    assert shown == [f"snapshot at epoch {ends['fast_cnn']:.2f} (its run ends at epoch 3)",
+    assert shown == [f"snapshot at epoch {ends['fast_cnn']:.2f} (its run ends at epoch "
+                     f"{ends['fast_cnn']:g})",
                      "snapshot at epoch 10.00",
-                     f"snapshot at epoch {short_end:.2f} (its run ends at epoch 0.5)"]
+                     f"snapshot at epoch {short_end:.2f} (its run ends at epoch {short_end:g})"]
     # each run's validation accuracy is its own last confusion matrix's
     accs = [t.value for t in at.text if t.value.startswith("Validation accuracy:")]
     expect = [accuracy(shipped("fast_cnn")["confusion"][-1]),
