@@ -32,7 +32,7 @@ PAGES = {
              st.Page("pages/projections.py", title="Projections", icon="🗺️"),
              st.Page("pages/errors.py", title="Errors", icon="❌")],
 }
-nav = st.navigation(PAGES)
+nav = st.navigation(PAGES, expanded=True)    # 13 pages: none hidden behind "View more"
 
 with st.sidebar:
     st.markdown("### 🔬 Layer Lab")
