@@ -124,7 +124,7 @@ def default_space(spec: ModelSpec, recipe: Recipe) -> dict[str, dict[str, Any]]:
     ['batch_norm', 'batch_size', 'blocks', 'dropout', 'epochs', 'kernel', 'learning_rate',
      'width']
     >>> space["blocks"], space["epochs"], space["batch_size"]
-    ({'low': 2, 'high': 4}, {'low': 2, 'high': 3}, {'choices': [256, 512, 1024]})
+    ({'low': 2, 'high': 4}, {'low': 1, 'high': 2}, {'choices': [64, 128, 256]})
     """
     _, blocks, _ = split_stack(spec.layers)
     has_conv = bool(blocks)
@@ -146,7 +146,8 @@ def default_space(spec: ModelSpec, recipe: Recipe) -> dict[str, dict[str, Any]]:
     b = recipe.batch_size
     space["batch_size"] = {"choices": _around([b // 2, b, b * 2], 16, 1024) or [b]}
     top = min(recipe.epochs, MAX_TRIAL_EPOCHS)
-    space["epochs"] = {"low": max(1, top - 1), "high": top}
+    # a one-epoch start may still try two: a range of one value would vary nothing
+    space["epochs"] = {"low": max(1, top - 1), "high": max(top, min(2, MAX_TRIAL_EPOCHS))}
     return space
 
 
