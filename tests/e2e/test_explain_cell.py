@@ -12,20 +12,18 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bench._browser import open_app, open_draw, sidebar, wait_idle
+from tests.e2e.menus import pick
 
 pytestmark = pytest.mark.browser
 TEST_IMAGE = 0                       # the Draw page's first test image (a 7)
 
 
 def choose(page: Page, key: str, option: str | re.Pattern) -> None:
-    """Pick ``option`` (exact text or a pattern) in the selectbox whose key is ``key``
+    """Pick ``option`` (a label's start or a pattern) in the selectbox whose key is ``key``
     (or starts with ``key``: a key ending in "_")."""
     box = page.locator((f"[class*=st-key-{key}]" if key.endswith("_") else f".st-key-{key}")
                        + " [role=combobox]")
-    box.scroll_into_view_if_needed()
-    box.click()
-    page.get_by_role("option", name=option).first.click()
-    wait_idle(page)
+    pick(page, box, option)
 
 
 def type_number(page: Page, key_prefix: str, value: int) -> None:

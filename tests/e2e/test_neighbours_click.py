@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bench._browser import open_app, wait_idle
+from tests.e2e.menus import pick
 
 pytestmark = pytest.mark.browser
 NUMBER = ".st-key-proj_nn_image input"
@@ -20,9 +21,7 @@ HEADING = re.compile(r"^The 10 nearest neighbours of test image #(\d+)$")
 def open_map(page: Page, url: str) -> None:
     """Projections with small_cnn picked: its PCA map (computed on the page)."""
     open_app(page, url, "Projections", path="projections")
-    box = page.locator(".st-key-proj_model [role=combobox]")
-    box.click()
-    page.get_by_role("option", name="small_cnn (pretrained)").click()
+    pick(page, page.locator(".st-key-proj_model [role=combobox]"), "small_cnn (pretrained)")
     expect(page.get_by_test_id("stMetric").filter(has_text="Source")).to_contain_text(
         "· 128-D")
     wait_idle(page)

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from bench._browser import open_app, wait_idle
+from tests.e2e.menus import pick
 
 pytestmark = pytest.mark.browser
 CAPTION = "Each box is one layer's output"
@@ -27,10 +28,7 @@ def labels(chart: Locator) -> Locator:
 
 
 def choose(page: Page, key: str, option: str) -> None:
-    box = page.locator(f".st-key-{key} [role=combobox]")
-    box.click()
-    page.get_by_role("option", name=re.compile("^" + re.escape(option))).first.click()
-    wait_idle(page)
+    pick(page, page.locator(f".st-key-{key} [role=combobox]"), option)
 
 
 def test_models_draws_the_preset_and_redraws_another(server, page):

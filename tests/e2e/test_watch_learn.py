@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bench._browser import open_app, wait_idle
+from tests.e2e.menus import pick
 
 pytestmark = pytest.mark.browser
 RUNNING = re.compile(r"Epoch \d+/\d+ · step")
@@ -17,11 +18,7 @@ LIVE = "Watch it learn — snapshot at epoch"
 
 def choose(page: Page, key: str, option: str) -> None:
     """Pick the option whose label starts with ``option`` in selectbox ``key``."""
-    box = page.locator(f".st-key-{key} [role=combobox]")
-    box.click()
-    page.get_by_role("option", name=re.compile("^" + re.escape(option))).first.click()
-    expect(box).to_have_value(re.compile("^" + re.escape(option)))
-    wait_idle(page)
+    pick(page, page.locator(f".st-key-{key} [role=combobox]"), option)
 
 
 def set_slider(page: Page, key: str, value: int) -> None:
