@@ -120,8 +120,8 @@ PRESETS: dict[str, Preset] = {
             "a one-cycle schedule, label smoothing and bfloat16 arithmetic where the CPU "
             "has it: one epoch is enough."),
         # One epoch of batches of 128 at a 0.02 peak: 99.23% median of 5 seeds (batches of
-        # 256: 99.14%, 11% less time; 2 epochs of 512: 99.24%, 45% more); each lead is
-        # measured in bench/train_bench.py d.
+        # 256: 99.14% for about 10% less time; 2 epochs of 512: 99.24% for 40% more); each
+        # lead is measured by bench/train_bench.py d (README, Performance).
         Recipe(epochs=1, batch_size=128, learning_rate=0.02, schedule="one_cycle",
                validation_split=0.05, label_smoothing=0.1, mixed_precision=True),
         34_138, 0.99),

@@ -197,8 +197,17 @@ def make_loss(recipe: Recipe):
 
 
 def compile_model(model, recipe: Recipe, optimizer=None) -> None:
-    model.compile(optimizer=optimizer or make_optimizer(recipe), loss=make_loss(recipe),
-                  metrics=["accuracy"])
+    """Compile with the recipe's optimizer (or ``optimizer``) and loss. A model computing
+    in float16 gets dynamic loss scaling, so small gradients do not round to zero."""
+    import keras  # noqa: PLC0415
+
+    from core.build import model_policy  # noqa: PLC0415
+
+    optimizer = optimizer or make_optimizer(recipe)
+    if model_policy(model) == "mixed_float16" and \
+            not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=make_loss(recipe), metrics=["accuracy"])
 
 
 def precision_policy(recipe: Recipe, device_kind: str) -> str | None:
@@ -229,6 +238,7 @@ def with_precision(model, spec: ModelSpec, policy: str | None, recipe: Recipe):
     twin.set_weights(model.get_weights())
     old = getattr(model, "optimizer", None)
     if old is not None:
+        old = getattr(old, "inner_optimizer", old)        # float16's loss scaling: its own
         optimizer = type(old).from_config(old.get_config())
         if old.built:
             optimizer.build(twin.trainable_variables)

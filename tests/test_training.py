@@ -162,6 +162,12 @@ def test_a_model_changes_precision_with_its_weights_and_optimizer_state(small_da
     np.testing.assert_allclose(np.asarray(half(x, training=False)),
                                np.asarray(model(x, training=False)), atol=0.05)
     assert isinstance(back.layers[1], keras.layers.Conv2D) and model_policy(back) == "float32"
+    f16 = with_precision(model, TINY, "mixed_float16", recipe)    # as on a GPU
+    assert isinstance(f16.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(f16.optimizer.iterations.numpy()) == 2
+    plain = with_precision(f16, TINY, None, recipe)
+    assert not isinstance(plain.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(plain.optimizer.iterations.numpy()) == 2
 
 
 def test_worker_errors_reach_the_ui_as_sentences(small_data, monkeypatch, caplog):
