@@ -4,6 +4,7 @@ Every run goes through this file, a deep link on a freshly started server includ
 (pages/common.py explains how, since a folder named pages/ would otherwise bypass it)."""
 import streamlit as st
 
+from core import backend
 from core.errors import LayerLabError
 from pages.common import device_label, init_session, mnist, show_error
 from pages.guards import keep_caches_from_viewers
@@ -21,6 +22,7 @@ PAGES = {
         st.Page("pages/builder.py", title="Builder", icon="🧩"),
         st.Page("pages/train.py", title="Train", icon="🏋️"),
         st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+        st.Page("pages/sweep.py", title="Sweep", icon="🔭"),
         st.Page("pages/challenge.py", title="Challenge", icon="🏆"),
         st.Page("pages/cost.py", title="Real cost", icon="💾"),
     ],
@@ -30,7 +32,7 @@ PAGES = {
              st.Page("pages/projections.py", title="Projections", icon="🗺️"),
              st.Page("pages/errors.py", title="Errors", icon="❌")],
 }
-nav = st.navigation(PAGES)
+nav = st.navigation(PAGES, expanded=True)    # 13 pages: none hidden behind "View more"
 
 with st.sidebar:
     st.markdown("### 🔬 Layer Lab")
@@ -39,6 +41,10 @@ with st.sidebar:
     except LayerLabError as err:        # a DataError: MNIST is missing or unreadable
         show_error(err)
     st.caption(f"**Device:** {device_label()}")
+    training = backend.current().describe()    # a cached view: never waits on a cluster
+    st.caption(f"**Training:** {training.summary}")
+    if training.problems:
+        st.caption(" ".join(training.problems))
     workspace_sidebar()
 
 workspace_gate()        # a link's unknown workspace is asked about before any page runs

@@ -6,13 +6,14 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from core.recipe import Recipe
 from core.spec import ModelSpec, infer_shapes
 
 MNIST_TRAIN = 60_000
 # Recipe settings under the names the Train page gives them.
 RECIPE_NAMES = {"train_subset": "training images", "validation_split": "validation split",
                 "learning_rate": "learning rate", "batch_size": "batch size",
-                "mixed_precision": "mixed precision"}
+                "mixed_precision": "mixed precision", "label_smoothing": "label smoothing"}
 
 
 def _shown(key: str, value: Any) -> bool:
@@ -69,9 +70,14 @@ def diff_specs(a: ModelSpec | dict, b: ModelSpec | dict) -> list[tuple[str, str,
 def diff_recipes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """Settings that differ: ``(name, value in a, value in b)``, in a stable order.
 
-    >>> diff_recipes({"epochs": 3, "batch_size": 128}, {"epochs": 5, "batch_size": 128})
+    A setting missing from an older record has the value it trained with, the default:
+
+    >>> diff_recipes({"epochs": 3, "batch_size": 128}, {"epochs": 5, "batch_size": 128,
+    ...                                                "label_smoothing": 0.0})
     [('epochs', 3, 5)]
     """
+    defaults = Recipe().to_dict()
+    a, b = {**defaults, **a}, {**defaults, **b}
     keys = list(dict.fromkeys(list(a) + list(b)))
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 

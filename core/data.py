@@ -36,7 +36,8 @@ _EXPECTED = {"x_train": (60000, 28, 28), "y_train": (60000,),
              "x_test": (10000, 28, 28), "y_test": (10000,)}
 # Where the data came from, in words a viewer may see (never the server's path).
 KINDS = {"env": "the file MNIST_NPZ names", "cache": "Keras' cache (~/.keras/datasets)",
-         "download": "a download from Keras' server"}
+         "download": "a download from Keras' server",
+         "ray": "the training server, through Ray's object store"}
 log = logging.getLogger(__name__)
 
 
@@ -187,6 +188,15 @@ def load_mnist() -> Mnist:
         if _cached is None:
             _cached = find_mnist()
         return _cached
+
+
+def use_mnist(mnist: Mnist) -> None:
+    """Make ``mnist`` this process's MNIST instead of looking for it: a Ray worker gets the
+    server's arrays through the object store, so a node needs no copy of its own and
+    every run sees the server's data (checked there when it was loaded)."""
+    global _cached
+    with _lock:
+        _cached = mnist
 
 
 def data_problem() -> DataError | None:

@@ -5,8 +5,10 @@ tab of the workspace finds the live job in :data:`REGISTRY` (curves from its sta
 works there too). The registry enforces, for every session of the process:
 
 - one queued-or-running run per workspace;
-- a bounded queue: when ``max_active`` runs train and ``max_queued`` wait, Start is
-  refused with "the server is full, try again in about N minutes";
+- a bounded queue: when as many runs train as the job backend runs at once (its
+  ``max_parallel()``: the local scheduler's places, or as wide as a Ray cluster) and
+  ``max_queued`` more wait, Start is refused with "the server is full, try again in about
+  N minutes";
 - a ceiling on epochs × training images per run (``LAYERLAB_MAX_RUN_IMAGES``; the
   default, 30 epochs of all 60,000 images, fits every preset's own recipe);
 - orphans: a job whose workspace had no live page for ``LAYERLAB_ORPHAN_S`` seconds
@@ -24,9 +26,10 @@ import threading
 import time
 from typing import Callable
 
+from core.backend import Backend, LocalBackend, current
 from core.errors import LayerLabError
 from core.recipe import Recipe
-from core.scheduler import SCHEDULER, Scheduler
+from core.scheduler import Scheduler
 from core.training import TrainingJob
 
 _log = logging.getLogger(__name__)
@@ -94,12 +97,22 @@ def _seconds_left(job: TrainingJob) -> float:
 
 
 class JobRegistry:
-    """The live (or last) training job of each workspace, and the quotas on them."""
+    """The live (or last) training job of each workspace, and the quotas on them.
 
-    def __init__(self, scheduler: Scheduler | None = None, *, max_queued: int | None = None,
-                 max_run_images: int | None = None, orphan_s: float | None = None,
+    Its width (runs at once) is ``backend``'s, else a local backend over ``scheduler``'s,
+    else the process's current backend (:func:`core.backend.current`).
+
+    >>> JobRegistry(Scheduler(3), max_queued=4).width()
+    3
+    """
+
+    def __init__(self, scheduler: Scheduler | None = None, *, backend: Backend | None = None,
+                 max_queued: int | None = None, max_run_images: int | None = None,
+                 orphan_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.scheduler = scheduler or SCHEDULER
+        # neither given (the server's registry): the process's backend, asked each time,
+        # so a switch to Ray, or a fallback from it, moves the cap with it
+        self.backend = backend or (LocalBackend(scheduler) if scheduler else None)
         self.max_queued = max_queued if max_queued is not None else \
             _env_int("LAYERLAB_MAX_QUEUED", 8)
         self.max_run_images = max_run_images or _env_int("LAYERLAB_MAX_RUN_IMAGES",
@@ -112,6 +125,10 @@ class JobRegistry:
         self._reaper: threading.Thread | None = None
 
     # -- reading ------------------------------------------------------------------------
+    def width(self) -> int:
+        """How many runs the backend trains at once (beyond it, runs wait)."""
+        return (self.backend or current()).max_parallel()
+
     def get(self, workspace: str) -> TrainingJob | None:
         """The workspace's live job, or its last one while the registry still keeps it."""
         with self._lock:
@@ -126,6 +143,11 @@ class JobRegistry:
         """Ids of the runs queued or training in this process."""
         with self._lock:
             return {j.run.id for j in self._jobs.values() if not j.done}
+
+    def last_seen(self, workspace: str) -> float | None:
+        """The clock reading of the workspace's last page heartbeat, or None."""
+        with self._lock:
+            return self._seen.get(workspace)
 
     def heartbeat(self, workspace: str) -> None:
         """A page of ``workspace`` is open: its job is not an orphan."""
@@ -163,8 +185,9 @@ class JobRegistry:
         if ceiling:
             return ceiling
         live = [j for j in self._jobs.values() if not j.done]
-        if len(live) >= self.scheduler.max_active + self.max_queued:
-            minutes = wait_minutes([_seconds_left(j) for j in live[:self.scheduler.max_active]])
+        width = self.width()
+        if len(live) >= width + self.max_queued:
+            minutes = wait_minutes([_seconds_left(j) for j in live[:width]])
             return (f"The server is full ({len(live)} runs are training or waiting): try "
                     f"again in about {minutes} minute{'s' if minutes != 1 else ''}.")
         return None

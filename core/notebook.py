@@ -23,7 +23,8 @@ from typing import Any
 
 from core.export import build_model_lines
 from core.notebook_code import (BATCH_NORM_CODE, CURVES_CODE, DATA_CODE, EVALUATION_CODE,
-                                 OPTIMIZERS, SCHEDULES, SETUP_CODE, STEP_CALLBACK)
+                                 OPTIMIZERS, SCHEDULES, SETUP_CODE, SMOOTHED_LOSS_CODE,
+                                 STEP_CALLBACK)
 from core.presets import get_preset
 from core.recipe import Recipe
 from core.spec import ModelSpec, infer_shapes
@@ -83,8 +84,9 @@ def recipe_words(recipe: Recipe) -> str:
     return (f"{recipe.optimizer} at {rate} of {recipe.learning_rate:g} ({schedule}), "
             f"batches of {recipe.batch_size}, {epochs} on {images} training images, "
             f"{recipe.validation_split:.0%} held out for validation"
-            f"{', light augmentation (shifts and rotations)' if recipe.augment else ''}, "
-            f"seed {recipe.seed}.")
+            f"{', light augmentation (shifts and rotations)' if recipe.augment else ''}"
+            f"{f', label smoothing {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
+            f", seed {recipe.seed}.")
 
 
 def constants_code(recipe: Recipe) -> str:
@@ -102,7 +104,9 @@ def constants_code(recipe: Recipe) -> str:
             f"VALIDATION_SPLIT = {float(recipe.validation_split)!r}\n"
             f"TRAIN_IMAGES = {recipe.train_subset!r}  # None: all 60,000\n"
             f"EPOCHS = {recipe.epochs!r}\n"
-            f"\n"
+            + (f"LABEL_SMOOTHING = {float(recipe.label_smoothing)!r}\n"
+               if recipe.label_smoothing else "")
+            + f"\n"
             f"# A quick check (CI) trains on fewer images or epochs; unset, the run is exact.\n"
             f"if os.environ.get({ENV_IMAGES!r}):\n"
             f"    TRAIN_IMAGES = min(TRAIN_IMAGES or 60_000, int(os.environ[{ENV_IMAGES!r}]))\n"
@@ -159,10 +163,12 @@ def fit_code(recipe: Recipe, batch_norm: bool) -> str:
     if batch_norm:
         callbacks.append("RecalibrateBatchNorm(x_train, validation)")
     validation = "" if batch_norm else "\n                    validation_data=validation,"
+    loss = "smoothed_crossentropy" if recipe.label_smoothing else \
+        '"sparse_categorical_crossentropy"'
     return ("steps_per_epoch = math.ceil(len(x_train) / BATCH_SIZE)\n"
             "total_steps = steps_per_epoch * EPOCHS\n"
             f"model.compile(optimizer={optimizer},\n"
-            "              loss=\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"])\n"
+            f"              loss={loss}, metrics=[\"accuracy\"])\n"
             "validation = (x_val, y_val) if len(x_val) else None\n"
             f"callbacks = [{', '.join(callbacks)}]\n"
             f"history = model.fit(make_dataset(x_train, y_train), epochs=EPOCHS,{validation}\n"
@@ -187,7 +193,9 @@ def cells(spec: ModelSpec, recipe: Recipe, *, title: str = "",
     batch_norm = has_batch_norm(spec)
     reached = (f" Layer Lab measured **{test_accuracy:.2%}** test accuracy for it."
                if test_accuracy is not None else "")
-    gpu = (" The run used mixed precision on a GPU; this code trains in float32."
+    gpu = (" The run asked for mixed precision (16-bit compute where the device is fast at "
+           "it: float16 on a GPU, bfloat16 on a CPU with bfloat16 instructions); this code "
+           "trains in float32, a little slower, with results that differ only by rounding."
            if recipe.mixed_precision else "")
     bn_text = (" After every epoch the batch-norm statistics are refitted to the current "
                "weights, as Layer Lab does, so short runs predict as well as they train."
@@ -208,7 +216,8 @@ def cells(spec: ModelSpec, recipe: Recipe, *, title: str = "",
         ("code", model_code(spec)),
         ("markdown", "## Training\n\nThe learning rate follows the run's schedule step by "
                      f"step.{bn_text}"),
-        ("code", schedule_code(recipe) + "\n\n" + dataset_code(recipe)),
+        ("code", schedule_code(recipe) + "\n\n" + dataset_code(recipe)
+         + (SMOOTHED_LOSS_CODE if recipe.label_smoothing else "")),
         *([("code", BATCH_NORM_CODE)] if batch_norm else []),
         ("code", fit_code(recipe, batch_norm)),
         ("markdown", "The curves: training against held-out validation images."),

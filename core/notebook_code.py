@@ -4,8 +4,9 @@ matplotlib, written for a reader (comments say why).
 Each piece mirrors the app: :data:`DATA_CODE` the subset and split of
 :mod:`core.data`, :data:`SCHEDULES` :func:`core.recipe.lr_at`, :data:`STEP_CALLBACK`
 :class:`core.callbacks.StepLearningRate`, :data:`BATCH_NORM_CODE`
-:func:`core.calibration.recalibrate_batch_norm`; tests/test_notebook_code.py checks each
-against the original.
+:func:`core.calibration.recalibrate_batch_norm`, :data:`SMOOTHED_LOSS_CODE`
+:func:`core.training.make_loss`; tests/test_notebook_code.py checks each against the
+original.
 """
 
 SETUP_CODE = """\
@@ -110,6 +111,18 @@ class StepLearningRate(keras.callbacks.Callback):
         self.model.optimizer.learning_rate.assign(
             learning_rate_at(self.step, self.total_steps))
         self.step += 1
+'''
+
+SMOOTHED_LOSS_CODE = '''
+
+def smoothed_crossentropy(y_true, y_pred):
+    """Cross-entropy against smoothed targets: 1 - LABEL_SMOOTHING * 9 / 10 on the true
+    digit, LABEL_SMOOTHING / 10 on each other one, so the network is not pushed towards
+    ever larger outputs. Layer Lab feeds Keras' CategoricalCrossentropy one-hot labels;
+    this function takes the digits themselves, so evaluate() works on them too."""
+    targets = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), "int32"), 10)
+    return keras.losses.categorical_crossentropy(targets, y_pred,
+                                                 label_smoothing=LABEL_SMOOTHING)
 '''
 
 BATCH_NORM_CODE = '''\

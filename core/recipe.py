@@ -1,4 +1,5 @@
-"""A training recipe: optimizer, schedule, batch size, epochs, split, augmentation, seed."""
+"""A training recipe: optimizer, schedule, batch size, epochs, split, augmentation, seed,
+label smoothing and whether to compute in 16-bit floats where the device is fast at it."""
 from __future__ import annotations
 
 import math
@@ -24,7 +25,13 @@ class Recipe:
     augment: bool = False
     train_subset: int | None = None     # None = all 60,000 training images
     seed: int = 0
-    mixed_precision: bool = False       # only honoured on a GPU
+    # 16-bit compute with float32 weights: float16 on a GPU, bfloat16 on a CPU with
+    # bfloat16 instructions (AVX512-BF16 or AMX); float32 elsewhere (core.build.mixed_policy).
+    mixed_precision: bool = False
+    # Targets (1 - s) on the true digit and s/10 spread over all ten: the network is not
+    # pushed towards ever larger logits (0: plain cross-entropy). Records from before
+    # this setting load with 0.
+    label_smoothing: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +85,11 @@ class Recipe:
             raise SpecError(f"The validation split must be between 0 and 0.5, got {vs!r}.")
         if self.train_subset is not None:
             whole("train_subset", 100, 60_000)
+        ls = self.label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not math.isfinite(ls) \
+                or not 0 <= ls <= 0.5:
+            raise SpecError(f"The label smoothing must be between 0 and 0.5 (typical: 0.1), "
+                            f"got {ls!r}.")
         for flag in ("augment", "mixed_precision"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"The recipe's {flag} must be true or false.")

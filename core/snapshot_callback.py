@@ -125,7 +125,12 @@ def take_snapshot(model: Any, maps_model: Any, image: np.ndarray,
                   validation: tuple[np.ndarray, np.ndarray],
                   grad_batch: tuple[np.ndarray, np.ndarray], epoch: float) -> dict[str, Any]:
     """One snapshot of ``model`` (see the module's docstring)."""
-    x = np.asarray(image, np.float32)[None]
+    import keras  # noqa: PLC0415
+
+    # A tensor, not an array: Keras converts array arguments on the call, and two runs
+    # snapshotting at once in one process once failed there ("Only input tensors may be
+    # passed as positional arguments"); a tensor skips that step.
+    x = keras.ops.convert_to_tensor(np.asarray(image, np.float32)[None])
     probs = np.asarray(model(x, training=False), np.float32)[0]
     xv, yv = validation
     # the compiled batched call the epoch's validation already uses, not predict()'s

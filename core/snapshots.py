@@ -15,7 +15,7 @@ This module needs NumPy only (pages import it); the Keras side is in
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -104,3 +104,36 @@ def snapshot_bytes(snap: dict[str, Any]) -> int:
     23
     """
     return sum(np.asarray(v).nbytes for v in snap.values())
+
+
+def accuracy(cm: np.ndarray) -> float:
+    """The share of a confusion matrix on its diagonal (0 for an empty one).
+
+    >>> accuracy(np.array([[3, 1], [0, 4]]))
+    0.875
+    """
+    cm = np.asarray(cm)
+    return float(np.trace(cm)) / max(int(cm.sum()), 1)
+
+
+def shared_epochs(runs: Iterable[Sequence[float]]) -> list[float]:
+    """One slider for several runs' snapshots: the union of their epochs, rounded to a
+    thousandth of an epoch (float16/32 epochs of the same point compare equal).
+
+    >>> shared_epochs([[0, 0.5, 1], [0, 1.0000001, 2]])
+    [0.0, 0.5, 1.0, 2.0]
+    """
+    return sorted({round(float(e), 3) for epochs in runs for e in epochs})
+
+
+def index_at(epochs: Sequence[float], epoch: float) -> int:
+    """The snapshot of one run to show at ``epoch`` of a shared slider: the last taken at
+    or before it, clamped to the run (its first before it starts, its last after it ends).
+
+    >>> index_at([0, 0.5, 1, 2], 1.5), index_at([0, 0.5, 1, 2], 1.0)
+    (2, 2)
+    >>> index_at([0, 1, 2], 7.0), index_at([0.5, 1], 0.0)
+    (2, 0)
+    """
+    later = np.searchsorted(np.asarray(epochs, np.float64), epoch + 5e-4, side="right")
+    return max(0, int(later) - 1)

@@ -106,7 +106,8 @@ def _keep_workspace_runs_alive() -> None:
     if not ws:
         return
     REGISTRY.heartbeat(ws)
-    if REGISTRY.live(ws) is not None:
+    sweep = sys.modules.get("core.sweep")     # loaded only once a sweep page was opened
+    if REGISTRY.live(ws) is not None or (sweep is not None and sweep.live(ws) is not None):
         st.fragment(_heartbeat, run_every=30)(ws)             # draws nothing
 
 

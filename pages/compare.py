@@ -15,6 +15,7 @@ from core.stats import human_bytes, summarize
 from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record, run_label,
                           session_runs)
 from pages.compare_robustness import robustness_section
+from pages.compare_snapshots import snapshots_section
 from pages.widgets import confusion_spec
 
 st.title("⚖️ Compare")
@@ -166,4 +167,5 @@ ours = pd.DataFrame([figures(k) for k in keys]).sort_values("params")
 st.vega_lite_chart(spec=frontier_spec(ours), width="stretch", key="compare_frontier")
 st.caption("A run is on the frontier when no smaller run is more accurate. Orange diamonds "
            "are published results by others (hover for the source), not trained here.")
+snapshots_section(pinned, label)
 robustness_section(pinned, runs, label)

@@ -16,6 +16,8 @@ NETWORKS = [
      "cost change with every edit."),
     ("pages/compare.py", "Compare", "⚖️", "Runs side by side: figures, stack diffs, curves "
      "and the accuracy-versus-size frontier."),
+    ("pages/sweep.py", "Sweep", "🔭", "Let the computer search: how small can a network "
+     "be and still read 99% of the digits?"),
     ("pages/challenge.py", "Challenge", "🏆", "The best accuracy under a parameter budget, on "
      "a leaderboard shared by the class."),
     ("pages/cost.py", "Real cost", "💾", "Any model at float16 and int8: file size, accuracy "

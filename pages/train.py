@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.build import cpu_has_bfloat16
 from core.calibration import short_recipe_warning
 from core.errors import LayerLabError
 from core.jobs import REGISTRY, ceiling_problem
@@ -63,6 +64,7 @@ def recipe_rows(run_name: str, spec: ModelSpec, recipe: Recipe) -> pd.DataFrame:
             ("Validation split", f"{recipe.validation_split:g}"),
             ("Training images", images), ("Seed", str(recipe.seed)),
             ("Light augmentation", "yes" if recipe.augment else "no"),
+            ("Label smoothing", f"{recipe.label_smoothing:g}"),
             ("Mixed precision", "yes" if recipe.mixed_precision else "no")]
     return pd.DataFrame(rows, columns=["Setting", "Value"])
 
@@ -152,16 +154,31 @@ if not busy:
                                      "demo.")
         seed = c[3].number_input("Seed", 0, 2**31 - 1,
                                  key=keep(f"tr_seed_{k}", int(defaults.seed)))
-        c = st.columns(2)              # two wide columns: a checkbox label never wraps
+        c = st.columns(3)              # wide columns: a checkbox label never wraps
         augment = c[0].checkbox("Light augmentation",
                                 key=keep(f"tr_aug_{k}", bool(defaults.augment)),
                                 help="Random shifts of up to ±8% and rotations of up to "
                                      "±10° of each training image.")
         has_gpu = "tensorflow" in sys.modules and device_info().kind == "GPU"
-        mixed = c[1].checkbox("Mixed precision (float16)", key=keep(f"tr_mp_{k}", False),
-                              disabled=not has_gpu,
-                              help="Only on a GPU: faster and lighter, same accuracy."
-                              if has_gpu else "Offered only when a GPU is present.")
+        half = "float16" if has_gpu else "bfloat16" if cpu_has_bfloat16() else ""
+        mixed = c[1].checkbox("Mixed precision", key=keep(f"tr_mp_{k}",
+                                                          bool(defaults.mixed_precision)),
+                              disabled=not half,
+                              help=f"Computes in {half} with float32 weights: faster on "
+                                   f"this device, same accuracy." if half else
+                              "This device has no fast 16-bit arithmetic (a GPU, or a CPU "
+                              "with bfloat16 instructions): runs train in float32.")
+        smoothings = [0.0, 0.05, 0.1, 0.2]
+        # A resumed run keeps its loss: the saved model was compiled with it.
+        smoothing = c[2].select_slider(
+            "Label smoothing", smoothings, disabled=resume_run is not None,
+            key=keep(f"tr_ls_{k}", min(smoothings,
+                                       key=lambda v: abs(v - defaults.label_smoothing)),
+                     smoothings),
+            help="Targets of 1 − s on the true digit and s/10 on every digit: a little "
+                 "less overconfidence, often a little more accuracy.")
+        if resume_run is not None:
+            smoothing = defaults.label_smoothing
     run_name = st.text_input("Run name", key=keep(f"tr_name_{k}", name), max_chars=48)
     remember()
 
@@ -170,7 +187,7 @@ if not busy:
         recipe = Recipe(optimizer=optimizer, learning_rate=lr, schedule=schedule,
                         batch_size=batch, epochs=epochs, validation_split=val,
                         augment=augment, train_subset=subsets[subset], seed=int(seed),
-                        mixed_precision=mixed).check()
+                        mixed_precision=mixed, label_smoothing=smoothing).check()
         check_cost(spec, recipe.batch_size)
         ceiling = ceiling_problem(recipe, REGISTRY.max_run_images)
         if ceiling:

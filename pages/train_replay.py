@@ -15,13 +15,15 @@ from core.errors import LayerLabError
 from core.imaging import SEPARATOR, colorize, tile_grid
 from core.pretrained import CACHED_DIR
 from core.runs import read_snapshots
-from core.snapshots import unpack
+from core.snapshots import accuracy, unpack
 from pages.common import pretrained_label, run_label, session_runs, show_error, store
 from pages.widgets import confusion_spec
 
 log = logging.getLogger(__name__)
 PLAY_EVERY_S = 0.8                 # seconds between two snapshots while playing
 NO_SNAPSHOTS = "No snapshots for this run (runs trained before snapshots existed have none)."
+PRESET_NOTE = ("Snapshots of another training of this preset with the same recipe (the "
+               "shipped weights come from their own training).")
 
 
 def set_probe(job: Any) -> None:
@@ -46,6 +48,11 @@ def maps_image(maps: np.ndarray) -> np.ndarray:
     return tile_grid(tiles, cols=8, pad=2, pad_value=SEPARATOR)
 
 
+def probe_image(meta: dict[str, Any]) -> np.ndarray:
+    """The run's probe digit (stored as float16 in [0, 1]) as a 28×28 picture."""
+    return np.clip(np.asarray(meta["probe"], np.float32)[..., 0], 0, 1)
+
+
 def probs_chart(probs: np.ndarray, label: int | None) -> alt.Chart:
     """The probe's probabilities per digit, its true digit highlighted."""
     df = pd.DataFrame({"digit": [str(d) for d in range(10)],
@@ -61,11 +68,12 @@ def probs_chart(probs: np.ndarray, label: int | None) -> alt.Chart:
 
 def norms_chart(snap: dict[str, Any], layers: list[str]) -> alt.Chart:
     """Weight and gradient norm per layer (log scale: they differ by orders); a zero
-    norm has no place on it and is left out."""
+    norm has no place on it and is left out (no rows at all: an empty chart)."""
     rows = [{"layer": name, "norm": float(snap[key][i]), "of": what}
             for key, what in (("weight_norm", "weights"), ("grad_norm", "gradient"))
             for i, name in enumerate(layers[:len(snap[key])]) if snap[key][i] > 0]
-    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+    df = pd.DataFrame(rows, columns=["layer", "norm", "of"])   # columns even when empty
+    return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("layer:N", sort=None),
         y=alt.Y("norm:Q", scale=alt.Scale(type="log"), title="L2 norm (log)"),
         color=alt.Color("of:N", title=None),
@@ -102,22 +110,22 @@ def show_snapshot(snap: dict[str, Any], meta: dict[str, Any], key: str,
     else:
         left.caption("This network has no conv layer: no filters or feature maps.")
     if "probe" in meta:
-        mid.image(np.clip(np.asarray(meta["probe"], np.float32)[..., 0], 0, 1), width=84,
-                  caption=f"Probe digit (a {label})", clamp=True)
+        mid.image(probe_image(meta), width=84, caption=f"Probe digit (a {label})", clamp=True)
     mid.vega_lite_chart(spec=probs_spec(np.asarray(snap["probs"], np.float32), label),
                         width="stretch", key=f"{key}_probs")
     cm = np.asarray(snap["confusion"])
-    accuracy = float(np.trace(cm)) / max(int(cm.sum()), 1)
-    text = f"Validation accuracy at this point: {accuracy:.2%}"
+    text = f"Validation accuracy at this point: {accuracy(cm):.2%}"
     if previous is not None:
-        before = np.asarray(previous["confusion"])
-        text += f" (was {float(np.trace(before)) / max(int(before.sum()), 1):.2%})"
+        text += f" (was {accuracy(previous['confusion']):.2%})"
     st.text(text)
     c = st.columns(2)
-    c[0].vega_lite_chart(spec=norms_spec(np.asarray(snap["weight_norm"]),
-                                         np.asarray(snap["grad_norm"]),
-                                         tuple(str(n) for n in meta.get("layers", []))),
-                         width="stretch", key=f"{key}_norms")
+    layers = tuple(str(n) for n in meta.get("layers", []))
+    if layers:
+        c[0].vega_lite_chart(spec=norms_spec(np.asarray(snap["weight_norm"]),
+                                             np.asarray(snap["grad_norm"]), layers),
+                             width="stretch", key=f"{key}_norms")
+    else:   # a resume's earlier snapshot, a moment before training begins and names them
+        c[0].caption("Weight and gradient norms per layer: shown once training begins.")
     c[1].vega_lite_chart(spec=confusion_spec(cm, height=260), width="stretch",
                          key=f"{key}_cm")
 
@@ -154,21 +162,35 @@ def load_source(kind: str, name: str) -> dict[str, Any] | None:
         return None
 
 
+def snapshot_set(kind: str, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The snapshots of a run or a shipped preset (see :func:`load_source`) and their
+    shared metadata, or None when it has none."""
+    arrays = load_source(kind, name)
+    if not arrays or not len(arrays.get("epoch", ())):
+        return None
+    return unpack(arrays)
+
+
 def replay() -> None:
     """Replay any ended run's snapshots: a slider over them and a play button."""
     sources = replay_sources()
     if not sources:
         return
     st.subheader("Replay: watch it learn")
-    choice = st.selectbox("Run to replay", list(sources), key="replay_source")
-    arrays = load_source(*sources[choice])
-    if not arrays or not len(arrays.get("epoch", ())):
+    options = list(sources)
+    if st.session_state.get("replay_options") != options:
+        # A run ended (or another appeared): show the newest first, as a fresh page would,
+        # rather than keep an old default the user never chose.
+        st.session_state["replay_options"] = options
+        st.session_state["replay_source"] = options[0]
+    choice = st.selectbox("Run to replay", options, key="replay_source")
+    got = snapshot_set(*sources[choice])
+    if got is None:
         st.info(NO_SNAPSHOTS)
         return
     if sources[choice][0] == "pretrained":
-        st.caption("Snapshots of another training of this preset with the same recipe "
-                   "(the shipped weights come from their own training).")
-    snaps, meta = unpack(arrays)
+        st.caption(PRESET_NOTE)
+    snaps, meta = got
     n = len(snaps)
     playing = st.toggle("▶ Play", key="replay_play", help="Steps through the snapshots.")
     pos_key = f"replay_pos_{sources[choice][1]}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.build import build_model, make_layer
+from core.build import build_model, make_layer, mixed_policy, model_policy
 from core.errors import SpecError
 from core.spec import ModelSpec, infer_shapes
 
@@ -41,6 +41,21 @@ def test_mixed_precision_keeps_the_softmax_output_in_float32():
     out = model(np.zeros((1, 28, 28, 1), np.float32), training=False)
     assert np.asarray(out).dtype == np.float32
     assert all(layer.dtype_policy.name == "float32" for layer in build_model(SPEC).layers[1:])
+
+
+def test_a_named_policy_such_as_bfloat16_is_used_the_same_way():
+    model = build_model(SPEC, mixed_precision="mixed_bfloat16")
+    assert [layer.dtype_policy.name for layer in model.layers[1:]] == \
+        ["mixed_bfloat16"] * 4 + ["float32"]
+    assert model_policy(model) == "mixed_bfloat16" and model_policy(build_model(SPEC)) == "float32"
+    out = model(np.zeros((1, 28, 28, 1), np.float32), training=False)
+    assert np.asarray(out).dtype == np.float32
+
+
+def test_a_cpu_gets_bfloat16_only_with_native_bfloat16_instructions():
+    assert mixed_policy("CPU", bf16_cpu=False) is None      # emulated: slower than float32
+    assert mixed_policy("CPU", bf16_cpu=True) == "mixed_bfloat16"
+    assert mixed_policy("GPU", bf16_cpu=False) == "mixed_float16"
 
 
 def test_an_invalid_spec_is_refused_before_keras_builds_anything():

@@ -48,13 +48,13 @@ def core_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def test_train_one_epoch_on_10000_images_learns_and_ends_with_the_accuracy():
-    # fast_cnn makes 19 steps here; before batch-norm recalibration it tested at 76.8%.
+    # fast_cnn makes 75 steps here (batches of 128).
     out = core_cli("train", "fast_cnn", "--images", "10000", "--epochs", "1")
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert re.fullmatch(r"test_accuracy=0\.\d{4}", lines[-1]), lines[-1]
     assert float(lines[-1].split("=")[1]) >= 0.90
-    assert lines[0] == "training fast_cnn: 10,000 images, 1 epoch(s), batch 512, seed 0"
+    assert lines[0] == "training fast_cnn: 10,000 images, 1 epoch(s), batch 128, seed 0"
     assert sum(line.startswith("epoch 1: ") for line in lines) == 1
 
 

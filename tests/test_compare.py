@@ -46,9 +46,12 @@ def test_recipe_values_read_as_on_the_train_page():
     assert display_value("augment", False) == "off"
     assert display_value("learning_rate", 3e-3) == "0.003"
     full = PRESETS["fast_cnn"].recipe.to_dict()
-    quick = {**full, "train_subset": 5000, "epochs": 1}
-    assert recipe_changes(full, quick) == ["epochs: 3 → 1",
+    quick = {**full, "train_subset": 5000, "epochs": 2}
+    assert recipe_changes(full, quick) == ["epochs: 1 → 2",
                                            "training images: all 60,000 → 5,000"]
+    older = {k: v for k, v in full.items() if k != "label_smoothing"}     # before the setting
+    assert recipe_changes(older, {**older, "label_smoothing": 0.0}) == []
+    assert recipe_changes(full, {**full, "label_smoothing": 0.0}) == ["label smoothing: 0.1 → 0"]
     assert not any("None" in line for line in recipe_changes(full, quick))
 
 

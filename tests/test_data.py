@@ -210,3 +210,16 @@ def test_subset_keeps_class_proportions(mnist):
     assert np.array_equal(idx, data.stratified_subset(mnist.y_train, 500, seed=0))
     with pytest.raises(DataError):
         data.stratified_split(mnist.y_train, 1.5)
+
+
+def test_a_worker_can_be_given_the_servers_mnist(mnist):
+    import dataclasses
+
+    shipped = dataclasses.replace(mnist, source="the Ray object store", kind="ray")
+    try:
+        data.use_mnist(shipped)
+        assert data.load_mnist() is shipped and data.data_problem() is None
+        assert "from the training server, through Ray's object store" in shipped.describe()
+    finally:
+        data.use_mnist(mnist)
+    assert data.load_mnist() is mnist

@@ -211,8 +211,8 @@ def test_builder_insert_position_at_extremes(open_page, value):
 
 
 # -- runs named by their students: every page that lists or shows them -------------------
-RUN_PAGES = ["home", "models", "builder", "train", "compare", "challenge", "cost", "draw",
-             "my_digits", "data", "projections", "errors"]
+RUN_PAGES = ["home", "models", "builder", "train", "compare", "sweep", "challenge", "cost",
+             "draw", "my_digits", "data", "projections", "errors"]
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)

@@ -11,22 +11,32 @@ from core.training import SCHEDULER
 K = "Preset_keras_example"
 
 
-def start_session(open_page, seed: int) -> AppTest:
+def ready_session(open_page, seed: int) -> AppTest:
+    """A Train page with its recipe chosen, Start not yet pressed."""
     at = open_page("train")
     at.selectbox(key="train_preset").set_value("keras_example").run()
     at.selectbox(key=f"tr_sub_{K}").set_value("1,000").run()
     at.slider(key=f"tr_ep_{K}").set_value(1).run()
     at.number_input(key=f"tr_seed_{K}").set_value(seed).run()
     at.text_input(key=f"tr_name_{K}").input(f"session-{seed}").run()
-    at.button(key="train_start").click().run()
     assert not at.exception
     return at
 
 
+def waiting(at: AppTest) -> bool:
+    return any("Waiting for a free training slot" in w.value for w in at.warning)
+
+
 def test_five_sessions_train_at_once_isolated_and_queued(open_page):
     assert SCHEDULER.max_active == 2
-    sessions = [start_session(open_page, seed) for seed in range(5)]
+    # all five pages ready first, then Start pressed in quick succession: a run of 1,000
+    # images ends in seconds, so pressing it while setting up the next page may never queue
+    sessions = [ready_session(open_page, seed) for seed in range(5)]
     saw_queue = False
+    for at in sessions:
+        at.button(key="train_start").click().run()
+        assert not at.exception
+        saw_queue = saw_queue or waiting(at)
     finished: dict[int, dict] = {}
     deadline = time.time() + 400
     while len(finished) < 5 and time.time() < deadline:
@@ -36,8 +46,7 @@ def test_five_sessions_train_at_once_isolated_and_queued(open_page):
                 continue
             at.run()
             assert not at.exception
-            if any("Waiting for a free training slot" in w.value for w in at.warning):
-                saw_queue = True
+            saw_queue = saw_queue or waiting(at)
             metrics = {m.label: m.value for m in at.metric}
             if "Test accuracy" in metrics:
                 finished[i] = metrics

@@ -1,6 +1,7 @@
 """The job registry on small real runs in real threads: a run belongs to its workspace
 (reattach from another reader, one run per workspace, never resumed while it trains), the
-server's bounded queue and per-run ceiling, and orphaned runs saved as interrupted."""
+server's bounded queue (as wide as the job backend) and per-run ceiling, and orphaned runs
+saved as interrupted."""
 from __future__ import annotations
 
 import threading
@@ -8,6 +9,8 @@ import time
 
 import pytest
 
+from core import backend as backends
+from core.backend import LocalBackend
 from core.jobs import JobRegistry, QuotaError
 from core.recipe import Recipe
 from core.runs import RunStore
@@ -119,6 +122,55 @@ def test_the_queue_is_bounded_and_says_when_to_come_back(data):
             reg.get(ws).stop()
             reg.get(ws).join(60)
 
+
+
+class Cluster(LocalBackend):
+    """A backend as wide as a cluster of ``width`` places whose jobs are real local jobs
+    that only wait (the one local place is held): what the registry asks of a backend is
+    only its width."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(Scheduler(1))
+        self.width = width
+        self.scheduler.acquire("held", threading.Event())
+
+    def max_parallel(self) -> int:
+        return self.width
+
+
+def test_the_queue_is_as_wide_as_the_backend_plus_the_queued_allowance(data):
+    wide = Cluster(5)
+    reg = JobRegistry(backend=wide, max_queued=1, orphan_s=60)
+    try:
+        for _ in range(6):                         # 5 places on the "cluster" + 1 queued
+            reg.submit(new_workspace_id(), wide.new_job(TINY, LONG, data=data,
+                                                         test_limit=500))
+        with pytest.raises(QuotaError, match=r"The server is full \(6 runs are training "
+                                             r"or waiting\)"):
+            reg.submit(new_workspace_id(), wide.new_job(TINY, QUICK, data=data))
+        wide.width = 6                             # a node joined
+        assert reg.check(new_workspace_id(), QUICK) is None
+    finally:
+        for ws in list(reg._jobs):
+            reg.get(ws).stop()
+            reg.get(ws).join(60)
+
+
+def test_the_servers_registry_follows_the_current_backend(monkeypatch):
+    from core.scheduler import SCHEDULER
+
+    monkeypatch.delenv(backends.RAY_ADDRESS_ENV, raising=False)
+    server = JobRegistry(max_queued=0)             # as core.jobs.REGISTRY is made
+    try:
+        backends.set_current(None)
+        assert server.width() == SCHEDULER.max_active      # local: as before
+        backends.set_current(LocalBackend(Scheduler(3)))
+        assert server.width() == 3
+        backends.set_current(Cluster(40))                   # e.g. Ray on a cluster
+        assert server.width() == 40
+        assert JobRegistry(Scheduler(2)).width() == 2      # its own scheduler wins
+    finally:
+        backends.set_current(None)
 
 def test_a_run_over_the_ceiling_is_refused_before_it_starts(data):
     reg = JobRegistry(Scheduler(1), max_run_images=5_000)

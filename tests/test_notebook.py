@@ -88,8 +88,13 @@ def test_recipe_settings_reach_the_code():
     assert "keras.optimizers.SGD(learning_rate_at(0, total_steps), momentum=0.9, " \
            "nesterov=True)" in script
     assert "layers.RandomRotation(10 / 360" in script
+    smoothed = to_script(spec, Recipe(label_smoothing=0.1, mixed_precision=True))
+    assert "LABEL_SMOOTHING = 0.1" in smoothed.splitlines()
+    assert "loss=smoothed_crossentropy" in smoothed and "label smoothing 0.1" in smoothed
+    assert "this code trains in float32" in smoothed        # says it does not reproduce it
     plain = to_script(spec, Recipe())
     assert "RandomRotation" not in plain and "StepLearningRate" not in plain
+    assert "smoothed_crossentropy" not in plain and "LABEL_SMOOTHING" not in plain
 
 
 def test_hostile_run_name_stays_text():
@@ -152,11 +157,12 @@ def test_generated_notebook_runs_and_learns(quick, mnist, tmp_path):
 
 @pytest.mark.slow
 def test_generated_script_of_a_run_runs_and_learns(quick, tmp_path):
-    # Batch norm (refitted at epoch ends), a step schedule and augmentation: the BN path.
+    # Batch norm (refitted at epoch ends), a step schedule, augmentation and label
+    # smoothing (evaluated on the digits themselves): the BN path.
     quick.setenv(ENV_EPOCHS, "1")
     spec = get_preset("fast_cnn").spec
     run = a_run(spec, Recipe(batch_size=64, learning_rate=0.005, schedule="step", epochs=5,
-                             augment=True, seed=3))
+                             augment=True, seed=3, label_smoothing=0.1))
     path = tmp_path / "run.py"
     path.write_text(script_for_run(run))
     done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,

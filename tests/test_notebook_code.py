@@ -64,3 +64,50 @@ def test_generated_batch_norm_refit_equals_the_apps():
                                        rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(a.moving_variance.numpy(),
                                        b.moving_variance.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_generated_batches_are_the_apps_in_the_same_order():
+    """The generated make_dataset gives the app's batches, epoch after epoch (the
+    app's labels are one-hot when it smooths them)."""
+    import keras
+    import tensorflow as tf
+
+    from core.notebook import dataset_code
+    from core.training import make_dataset
+
+    rng = np.random.default_rng(3)
+    x = rng.random((300, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 300).astype(np.int32)
+    recipe = Recipe(batch_size=64, seed=5, label_smoothing=0.1)
+    ns: dict = {"tf": tf, "keras": keras, "layers": keras.layers, "SEED": 5,
+                "BATCH_SIZE": 64}
+    exec(dataset_code(recipe), ns)
+    ours, theirs = ns["make_dataset"](x, y), make_dataset(x, y, recipe)
+    for _ in range(2):                                   # the order changes per epoch
+        pairs = list(zip(ours, theirs))
+        assert len(pairs) == 5
+        for (xa, ya), (xb, yb) in pairs:
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+            np.testing.assert_array_equal(ya.numpy(), np.argmax(yb.numpy(), axis=1))
+    first = [b.numpy() for b, _ in ours.take(1)][0]
+    assert not np.array_equal(first, x[:64])             # really shuffled
+
+
+def test_generated_smoothed_loss_equals_the_apps():
+    import keras
+    import tensorflow as tf
+
+    from core.training import make_loss
+
+    recipe = Recipe(label_smoothing=0.2)
+    ns: dict = {"tf": tf, "keras": keras, "LABEL_SMOOTHING": 0.2}
+    exec(nc.SMOOTHED_LOSS_CODE, ns)
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, 32)
+    logits = 6 * np.eye(10)[digits] + rng.normal(size=(32, 10))     # confident, mostly right
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    theirs = float(make_loss(recipe)(np.eye(10, dtype=np.float32)[digits], probs))
+    ours = float(keras.ops.mean(ns["smoothed_crossentropy"](digits, probs)))
+    plain = float(keras.losses.SparseCategoricalCrossentropy()(digits, probs))
+    assert ours == pytest.approx(theirs, rel=1e-6) and ours > plain + 0.1   # smoothed
+    assert make_loss(Recipe()) == "sparse_categorical_crossentropy"

@@ -24,6 +24,9 @@ BAD_RECIPES = [
     ({"schedule": "cosine"}, "Unknown learning-rate schedule"),
     ({"augment": "yes"}, "augment must be true or false"),
     ({"seed": -1}, "seed is -1"),
+    ({"label_smoothing": 0.9}, "label smoothing must be between 0 and 0.5"),
+    ({"label_smoothing": True}, "label smoothing"),
+    ({"label_smoothing": "0.1"}, "label smoothing"),
     ({"epochz": 3}, "unknown setting"),
     ("not a dict", "must be an object"),
 ]
@@ -35,3 +38,11 @@ def test_bad_recipes_explained(data, needle):
         Recipe.from_dict(data)
     assert str(err.value).endswith(".")
     assert Recipe.from_dict({"epochs": 2}).epochs == 2        # the next request works
+
+
+def test_a_recipe_round_trips_and_an_older_record_loads():
+    recipe = Recipe(epochs=2, label_smoothing=0.1, mixed_precision=True)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    older = recipe.to_dict()
+    del older["label_smoothing"]                  # written before the setting existed
+    assert Recipe.from_dict(older).label_smoothing == 0.0

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from core.jobs import REGISTRY
+from core.recipe import Recipe
 from core.spec import ModelSpec
 
 K = "Preset_keras_example"
@@ -59,6 +60,21 @@ def test_the_recipe_is_kept_across_a_page_switch(open_page):
     assert at.text_input(key="tr_name_Preset_fast_cnn").value == "persist_test"
 
 
+def test_a_presets_label_smoothing_and_mixed_precision_are_its_defaults(open_page):
+    from core.build import cpu_has_bfloat16
+
+    at = open_page("train")
+    at.selectbox(key="train_preset").set_value("fast_cnn").run()
+    assert at.select_slider(key="tr_ls_Preset_fast_cnn").value == 0.1
+    mixed = at.checkbox(key="tr_mp_Preset_fast_cnn")
+    assert mixed.value is True
+    if cpu_has_bfloat16():                         # offered: this CPU multiplies bfloat16
+        assert not mixed.disabled
+    at.selectbox(key="train_preset").set_value("keras_example").run()
+    assert at.select_slider(key=f"tr_ls_{K}").value == 0.0
+    assert at.checkbox(key=f"tr_mp_{K}").value is False
+
+
 def test_a_running_runs_recipe_is_shown_and_the_users_comes_back_after_stop(open_page):
     at = open_page("train")
     set_recipe(at, 30, "5,000", "long_one")
@@ -66,6 +82,7 @@ def test_a_running_runs_recipe_is_shown_and_the_users_comes_back_after_stop(open
     assert running_recipe(at)["Run name"] == "long_one"
     assert running_recipe(at)["Epochs"] == "30"
     assert running_recipe(at)["Training images"] == "5,000"
+    assert running_recipe(at)["Label smoothing"] == "0"
     assert not [s for s in at.slider if s.key == f"tr_ep_{K}"]     # not editable now
     assert at.button(key="train_start").disabled
     at.button(key="train_stop").click().run()
@@ -132,3 +149,29 @@ def test_checks_before_start_are_sentences_and_keep_start_off(open_page, monkeyp
     at.select_slider(key=f"tr_bs_{K}").set_value(1024).run()
     assert any("optimizer step" in w.value for w in at.warning)
     assert not at.button(key="train_start").disabled
+
+
+def test_a_resumed_run_about_to_train_shows_its_last_snapshot(open_page):
+    """On the local path a resume's live view holds the run's earlier snapshots a moment
+    before training begins, when the layer names are not known yet (they come with
+    on_train_begin): the page must draw that snapshot, not fail on the norms chart."""
+    from core.runs import RunStore
+    from core.snapshot_callback import for_job
+    from core.training import TrainingJob, prepare_data
+
+    tiny = ModelSpec("tiny", [{"type": "Conv2D", "filters": 4, "kernel_size": 3},
+                              {"type": "MaxPooling2D", "pool_size": 2},
+                              {"type": "Flatten"},
+                              {"type": "Dense", "units": 10, "activation": "softmax"}])
+    recipe = Recipe(epochs=1, batch_size=64, train_subset=1000)
+    first = TrainingJob(tiny, recipe, store=RunStore(), test_limit=200).start()
+    first.join(300)
+    run = RunStore().load_run(first.run.id)
+    assert run.status == "finished" and RunStore().load_snapshots(run.id) is not None
+    resumed = TrainingJob(tiny, recipe, store=RunStore(), resume=run, test_limit=200)
+    snaps = for_job(resumed, prepare_data(recipe, 200), steps_per_epoch=16)  # as _train
+    assert snaps.latest() is not None and snaps.layers == []     # the moment in question
+    at = open_page("train", state={"job": resumed})
+    assert not at.exception, at.exception
+    assert any("snapshot at epoch 1.00" in e.label for e in at.expander)
+    assert any("once training begins" in c.value for c in at.caption)

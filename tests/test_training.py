@@ -119,6 +119,57 @@ def test_resume_continues_curves(small_data, tmp_path):
     assert job3.run.epochs_done == 4
 
 
+def test_label_smoothing_and_mixed_precision_train_and_end_in_float32(small_data, tmp_path):
+    """The recipe's smoothing reaches the compiled loss (and the saved model); mixed
+    precision computes in what this device does fast and the run ends in float32."""
+    from core.build import cpu_has_bfloat16, model_policy
+
+    store = RunStore(tmp_path / "runs")
+    recipe = Recipe(epochs=1, batch_size=64, learning_rate=3e-3, train_subset=2000,
+                    label_smoothing=0.1, mixed_precision=True)
+    job = TrainingJob(TINY, recipe, store=store, data=small_data)
+    events = run_to_end(job)
+    assert events[-1]["status"] == "finished", events[-1]["message"]
+    assert job.run.test_accuracy > 0.6
+    assert job.model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    assert store.load_model(job.run.id).loss.get_config()["label_smoothing"] == \
+        pytest.approx(0.1)
+    assert model_policy(job.model) == "float32"
+    assert job.run.device.endswith(" · mixed bfloat16") == cpu_has_bfloat16()
+
+
+def test_a_model_changes_precision_with_its_weights_and_optimizer_state(small_data):
+    import keras
+
+    from core.build import build_model, model_policy
+    from core.training import compile_model, make_dataset, with_precision
+
+    recipe = Recipe(batch_size=200, train_subset=2000)
+    model = build_model(TINY, seed=1)
+    compile_model(model, recipe)
+    model.fit(make_dataset(small_data.x_train[:400], small_data.y_train[:400], recipe),
+              epochs=1, verbose=0)
+    assert with_precision(model, TINY, None, recipe) is model          # already float32
+    half = with_precision(model, TINY, "mixed_bfloat16", recipe)
+    assert model_policy(half) == "mixed_bfloat16" and half.compiled
+    assert int(half.optimizer.iterations.numpy()) == 2
+    for a, b in zip(half.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    back = with_precision(half, TINY, None, recipe)
+    for a, b in zip(back.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = small_data.x_test[:50]
+    np.testing.assert_allclose(np.asarray(half(x, training=False)),
+                               np.asarray(model(x, training=False)), atol=0.05)
+    assert isinstance(back.layers[1], keras.layers.Conv2D) and model_policy(back) == "float32"
+    f16 = with_precision(model, TINY, "mixed_float16", recipe)    # as on a GPU
+    assert isinstance(f16.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(f16.optimizer.iterations.numpy()) == 2
+    plain = with_precision(f16, TINY, None, recipe)
+    assert not isinstance(plain.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(plain.optimizer.iterations.numpy()) == 2
+
+
 def test_worker_errors_reach_the_ui_as_sentences(small_data, monkeypatch, caplog):
     import core.build
 

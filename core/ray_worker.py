@@ -1,0 +1,171 @@
+"""The worker side of the Ray backend: what runs inside a Ray worker for one run.
+
+:class:`TrainingActor` is the actor :class:`core.ray_backend.RayBackend` creates per run
+(the server side, :class:`core.ray_backend.RayJob`, drives it through ``start``, ``poll``,
+``stop`` and ``close``). It trains with our own :class:`core.training.TrainingJob` under a
+one-place scheduler, against a scratch :class:`RelayStore` whose saves are handed to the
+server on each poll: one handover per run record, with the files saved before it, so what
+reaches the server is always a consistent checkpoint.
+
+This module imports nothing of the server side; Ray itself is imported lazily, inside the
+worker, where it is always installed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from core.data import Mnist, use_mnist
+from core.recipe import Recipe
+from core.runs import CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE, Run, RunStore
+from core.spec import ModelSpec
+from core.storage import atomic_write_bytes
+
+_log = logging.getLogger(__name__)
+RELAYED_FILES = (CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE)
+SCRATCH_PREFIX = "layerlab-ray-"      # a worker's scratch run store: <prefix><pid>-<random>
+
+
+class RelayStore(RunStore):
+    """A scratch run store in the worker that keeps every save for the server.
+
+    Files saved since the last :meth:`save_run` go out together with that run record (the
+    training code saves weights and snapshots first, then the record), so each handover is
+    a consistent checkpoint. Unsent handovers merge: only the newest of each file is kept.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        super().__init__(root)
+        self._relay_lock = threading.Lock()
+        self._staged: dict[str, bytes] = {}
+        self._ready: dict[str, Any] | None = None
+
+    def save_model(self, run_id: str, model: Any, filename: str = MODEL_FILE) -> Path:
+        path = super().save_model(run_id, model, filename)
+        self._stage(filename, path.read_bytes())
+        return path
+
+    def save_snapshots(self, run_id: str, arrays: dict[str, Any]) -> None:
+        super().save_snapshots(run_id, arrays)
+        self._stage(SNAPSHOTS_FILE, (self.run_dir(run_id) / SNAPSHOTS_FILE).read_bytes())
+
+    def save_run(self, run: Run) -> None:
+        super().save_run(run)
+        with self._relay_lock:
+            files = dict(self._ready["files"]) if self._ready else {}
+            files.update(self._staged)
+            self._ready, self._staged = {"files": files, "run": run.to_dict()}, {}
+
+    def _stage(self, name: str, data: bytes) -> None:
+        with self._relay_lock:
+            self._staged[name] = data
+
+    def take(self) -> dict[str, Any] | None:
+        """The handover not yet taken (files and run record), or None."""
+        with self._relay_lock:
+            out, self._ready = self._ready, None
+        return out
+
+
+def sweep_scratch(folder: str | None = None) -> list[str]:
+    """Remove the scratch stores of workers that died (killed before they could clean
+    up); a store's name holds its worker's pid. The names removed."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    for entry in os.scandir(folder):
+        pid = entry.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        if not entry.name.startswith(SCRATCH_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                          # its worker still runs
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+        except PermissionError:
+            continue                          # someone else's process
+    return removed
+
+
+def _fit_to_assignment() -> None:
+    """Keep TensorFlow to what Ray gave this job: as many threads as CPUs, and GPU memory
+    taken as needed (several jobs may share one GPU). Before TensorFlow starts."""
+    import ray  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(cpus)))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:                      # TensorFlow already started in this worker
+        _log.info("TensorFlow had started; threads and GPU memory left as they were")
+
+
+class TrainingActor:
+    """Runs one :class:`core.training.TrainingJob` in a Ray worker (see the module doc)."""
+
+    def __init__(self) -> None:
+        self.job: Any = None
+        self.store: RelayStore | None = None
+        self.root = ""
+        self.sent: Any = None                     # the last snapshot sent
+
+    def start(self, order: dict[str, Any], data: Any) -> dict[str, Any]:
+        """Start training; the worker's pid and node address."""
+        import ray  # noqa: PLC0415
+        from core.scheduler import Scheduler  # noqa: PLC0415
+        from core.training import TrainingJob  # noqa: PLC0415
+
+        _fit_to_assignment()
+        if isinstance(data, dict):            # the server's MNIST, from the object store
+            use_mnist(Mnist(source="the Ray object store", kind="ray", **data))
+            data = None
+        sweep_scratch()
+        self.root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        self.store = RelayStore(self.root)
+        run = Run.from_dict(order["run"])
+        for name, blob in order["files"].items():
+            if name in RELAYED_FILES:
+                atomic_write_bytes(self.store.run_dir(run.id) / name, blob)
+        job = TrainingJob(ModelSpec.from_dict(order["spec"]),
+                          Recipe.from_dict(order["recipe"]), resume=run, store=self.store,
+                          data=data, test_limit=order["test_limit"], scheduler=Scheduler(1))
+        job.probe_index = order["probe_index"]
+        if order["probe"] is not None:
+            job.probe = order["probe"]
+        self.job = job.start()
+        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address()}
+
+    def poll(self) -> dict[str, Any]:
+        """New events, then the handover not yet taken, and a snapshot newer than sent."""
+        events = self.job.drain()
+        for event in events:
+            if isinstance(event.get("run"), Run):
+                event["run"] = event["run"].to_dict()
+        reply: dict[str, Any] = {"events": events, "saved": self.store.take()}
+        snaps = getattr(self.job, "snapshots", None)
+        # none before training begins: a resume's earlier snapshots come first, and the
+        # layer names their charts need are known only then
+        latest = snaps.latest() if snaps is not None and snaps.layers else None
+        if latest is not None and latest is not self.sent:
+            self.sent = latest
+            reply["snapshot"] = (latest, snaps.meta())
+        return reply
+
+    def stop(self, interrupt: str = "") -> None:
+        if self.job is not None:
+            self.job.stop(interrupt)
+
+    def close(self) -> bool:
+        """Remove the scratch store (the server has everything)."""
+        if self.job is not None:
+            self.job.stop()
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return True
