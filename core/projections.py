@@ -26,7 +26,7 @@ import numpy as np
 from core.data import stratified_subset, to_float
 from core.embedding_worker import WORKER
 from core.embeddings import (PCA_DIMS, TSNE_SCHEDULE, LinearReduction, Progress, fit_pca,
-                             no_progress, pca_embedding)
+                             no_progress, pca_embedding, umap_epochs)
 from core.errors import LayerLabError
 from core.evaluation import (array_fingerprint, batched_probabilities, cache_root,
                              cached_evaluate, model_fingerprint)
@@ -94,6 +94,7 @@ class ProjectionRequest:
         if self.method == "umap":
             out["n_neighbors"] = int(self.n_neighbors)
             out["min_dist"] = float(self.min_dist)
+            out["n_epochs"] = umap_epochs(self.n_points)     # maps made with 500 differ
         return out
 
     def key(self, data_id: str) -> str:

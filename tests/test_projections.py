@@ -51,6 +51,8 @@ def test_key_changes_only_with_what_determines_the_map():
     u1 = pj.ProjectionRequest(method="umap", n_neighbors=15)
     assert u1.key("d") != pj.ProjectionRequest(method="umap", n_neighbors=30).key("d")
     assert u1.key("d") != pj.ProjectionRequest(method="umap", min_dist=0.5).key("d")
+    # the test set's 10,000 points take umap-learn's large-data schedule: its own key
+    assert pj.ProjectionRequest(method="umap", n_points=10000).determining()["n_epochs"] == 200
     a = pj.ProjectionRequest(method="pca", layer="d", model_id="m1")
     assert a.key("d") != pj.ProjectionRequest(method="pca", layer="d", model_id="m2").key("d")
 
