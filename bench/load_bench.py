@@ -1,6 +1,9 @@
 """Classroom load: 30 concurrent sessions go through the pages while 2 runs train in
-two other (chromium) sessions; prints page-render p50/p95, errors and the server's memory
-(goals: 0 errors, p95 ≤ 2 s, server RSS ≤ 3 GB on this machine), all from one run.
+two other (chromium) sessions; prints page-render p50/p95, errors, the peak memory of the
+server with its child processes and the load average meanwhile (goals: 0 errors, p95 ≤ 2 s,
+server RSS ≤ 3 GB on this machine), all from one run. The two runs train the Train page's
+default preset for 30 epochs, so they outlast the sessions (the bench says whether both
+still trained at the end, then stops them).
 
 Two kinds of clients:
 
@@ -58,20 +61,49 @@ async def student(browser, url: str, rounds: int, times: list, errors: list) -> 
     await ctx.close()
 
 
-async def trainer(browser, url: str) -> None:
+TRAIN_EPOCHS_KEY = ".st-key-tr_ep_Preset_fast_cnn"   # the Train page's default preset
+
+
+async def trainer(browser, url: str):
     """Another session (its own workspace) starts a real training run: the Train page's
-    default preset and recipe."""
+    default preset and recipe, with the epochs slider at its end (30) so that the run
+    outlasts the sessions; returns the page (see :func:`still_training`)."""
     page = await (await browser.new_context()).new_page()
     await page.goto(url + "/train", wait_until="domcontentloaded")
     await page.locator("h1", has_text="Train").first.wait_for(timeout=300_000)
+    slider = page.locator(TRAIN_EPOCHS_KEY).get_by_role("slider")
+    await slider.focus()
+    await slider.press("End")
+    await page.locator(TRAIN_EPOCHS_KEY).get_by_text("30").first.wait_for(timeout=60_000)
     await page.get_by_role("button", name="▶ Start").click()
     await page.get_by_text("Epoch").first.wait_for(timeout=300_000)
+    return page
 
 
-async def peak_rss(pid: int, stop: asyncio.Event, peak: list[float]) -> None:
-    """Keep ``peak[0]`` at the server's highest RSS (MiB), sampled twice a second."""
+async def still_training(page) -> bool:
+    """Whether the run of a :func:`trainer` page is still training (its Stop is on)."""
+    return await page.get_by_role("button", name="■ Stop").is_enabled()
+
+
+async def stop_training(page) -> None:
+    """Press Stop on a :func:`trainer` page (no need to wait for the run to end)."""
+    if await still_training(page):
+        await page.get_by_role("button", name="■ Stop").click()
+
+
+def server_rss_mb(pid: int) -> float:
+    """RSS of the server and its child processes together (MiB): the training runs are
+    threads of the server, the maps' embedding process is its child."""
+    return _util.proc_rss_mb(pid) + children_usage(pid)[0]
+
+
+async def sample(pid: int, stop: asyncio.Event, peak: list[float],
+                 loads: list[float]) -> None:
+    """Keep ``peak[0]`` at the highest RSS of the server and its children (MiB) and
+    collect the 1-minute load average, sampled twice a second."""
     while not stop.is_set():
-        peak[0] = max(peak[0], _util.proc_rss_mb(pid))
+        peak[0] = max(peak[0], server_rss_mb(pid))
+        loads.append(os.getloadavg()[0])
         await asyncio.sleep(0.5)
 
 
@@ -145,6 +177,70 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
     await conn.close()
 
 
+async def measure(url: str, pid: int, browser, sessions: int, rounds: int,
+                  clients: str) -> dict:
+    """The sessions, all at once, with the server's memory, CPU and the load average
+    sampled meanwhile: one run's figures."""
+    times, errors, loads = [], [], []
+    rss_before = server_rss_mb(pid)
+    cpu_before, child_cpu_before = _util.proc_cpu_s(pid), children_usage(pid)[1]
+    stop, peak = asyncio.Event(), [rss_before]
+    sampler = asyncio.create_task(sample(pid, stop, peak, loads))
+    t0 = time.perf_counter()
+    if clients == "chromium":
+        await asyncio.gather(*(student(browser, url, rounds, times, errors)
+                               for _ in range(sessions)))
+    else:
+        await asyncio.gather(*(ws_student(url, rounds, times, errors)
+                               for _ in range(sessions)))
+    wall = time.perf_counter() - t0
+    server_cpu = _util.proc_cpu_s(pid) - cpu_before
+    stop.set()
+    await sampler
+    children_rss, child_cpu = children_usage(pid)
+    return {"times": times, "errors": errors, "wall": wall, "loads": loads or [0.0],
+            "server_cpu": server_cpu, "child_cpu": child_cpu - child_cpu_before,
+            "rss_before": rss_before, "rss_peak": max(peak[0], server_rss_mb(pid)),
+            "children_rss": children_rss, "warm": list(warm),
+            "first_by_page": {k: list(v) for k, v in first_by_page.items()},
+            "by_page": {k: list(v) for k, v in by_page.items()}}
+
+
+def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
+           training_at_end: int) -> None:
+    """Print one run's figures (see :func:`measure`)."""
+    times, errors, wall = m["times"], m["errors"], m["wall"]
+    warm, first_by_page, by_page = m["warm"], m["first_by_page"], m["by_page"]
+    training = {0: "with no training", 1: "while a run trained"}.get(
+        trainers, f"while {trainers} runs trained")
+    print(f"{sessions} {clients} sessions × {rounds} rounds {training}: "
+          f"{len(times)} renders in {wall:.0f} s; runs still training at the end: "
+          f"{training_at_end} of {trainers}")
+    print(f"load average (1 min) during the run: mean {statistics.mean(m['loads']):.1f}, "
+          f"max {max(m['loads']):.1f} on {os.cpu_count()} cores (other work shares them)")
+    if times:
+        print(f"page render p50 {statistics.median(times):.2f} s, p95 "
+              f"{_util.percentile(times, 95):.2f} s, max {max(times):.2f} s "
+              f"(goal p95 ≤ 2 s: {'PASS' if _util.percentile(times, 95) <= 2 else 'FAIL'})")
+    print(f"errors: {len(errors)} {errors[:5]} (goal 0: {'PASS' if not errors else 'FAIL'})")
+    if warm:
+        print(f"after the first round (warm): p50 {statistics.median(warm):.2f} s, p95 "
+              f"{_util.percentile(warm, 95):.2f} s over {len(warm)} renders")
+    if first_by_page:
+        print("first visits, per page p50 / max: " + ", ".join(
+            f"{k} {statistics.median(v):.1f}/{max(v):.1f} s" for k, v in first_by_page.items()))
+    if by_page:
+        print("per page p50: " + ", ".join(f"{k} {statistics.median(v):.2f} s"
+                                          for k, v in by_page.items()))
+    print(f"server CPU {m['server_cpu']:.0f} s over {wall:.0f} s wall "
+          f"({100 * m['server_cpu'] / wall:.0f}% of one core, training included); its child "
+          f"processes (the map process's UMAP warm-up) {m['child_cpu']:.0f} s")
+    print(f"server RSS with its child processes: {m['rss_before']:.0f} MiB before the "
+          f"sessions, peak {m['rss_peak']:.0f} MiB during them (goal ≤ 3 GB: "
+          f"{'PASS' if m['rss_peak'] <= 3072 else 'FAIL'}); the children "
+          f"{m['children_rss']:.0f} MiB at the end")
+
+
 async def main(sessions: int, rounds: int, trainers: int = 2,
                clients: str = "ws") -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2"})
@@ -156,62 +252,20 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
                 args=_util.CHROMIUM_ARGS)
             # One after the other: two deep links at the same instant on a fresh server can
             # hit Streamlit's legacy multipage mode (see pages/common.py) and fail.
-            for _ in range(trainers):
-                await trainer(browser, url)
-            rss_before = _util.proc_rss_mb(proc.pid)
-            cpu_before = _util.proc_cpu_s(proc.pid)
-            child_cpu_before = children_usage(proc.pid)[1]
-            times, errors = [], []
-            stop, peak = asyncio.Event(), [rss_before]
-            sampler = asyncio.create_task(peak_rss(proc.pid, stop, peak))
-            t0 = time.perf_counter()
-            if clients == "chromium":
-                await asyncio.gather(*(student(browser, url, rounds, times, errors)
-                                       for _ in range(sessions)))
-            else:
-                await asyncio.gather(*(ws_student(url, rounds, times, errors)
-                                       for _ in range(sessions)))
-            wall = time.perf_counter() - t0
-            server_cpu = _util.proc_cpu_s(proc.pid) - cpu_before
-            stop.set()
-            await sampler
-            rss_peak = max(peak[0], _util.proc_rss_mb(proc.pid))
-            children_rss, child_cpu = children_usage(proc.pid)
-            child_cpu -= child_cpu_before
+            training = [await trainer(browser, url) for _ in range(trainers)]
+            m = await measure(url, proc.pid, browser, sessions, rounds, clients)
+            at_end = sum([await still_training(page) for page in training])
+            for page in training:
+                await stop_training(page)
             rss_rounds = []                 # one more session visiting every page again
             for _ in range(10):
-                await ws_student(url, 1, [], errors)
-                rss_rounds.append(_util.proc_rss_mb(proc.pid))
+                await ws_student(url, 1, [], m["errors"])
+                rss_rounds.append(server_rss_mb(proc.pid))
             await browser.close()
-        training = {0: "with no training", 1: "while a run trained"}.get(
-            trainers, f"while {trainers} runs trained")
-        print(f"{sessions} {clients} sessions × {rounds} rounds {training}: "
-              f"{len(times)} renders in {wall:.0f} s (load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work shares them)")
-        if times:
-            print(f"page render p50 {statistics.median(times):.2f} s, p95 "
-                  f"{_util.percentile(times, 95):.2f} s, max {max(times):.2f} s "
-                  f"(goal p95 ≤ 2 s)")
-        print(f"errors: {len(errors)} {errors[:5]}")
-        if warm:
-            print(f"after the first round (warm): p50 {statistics.median(warm):.2f} s, p95 "
-                  f"{_util.percentile(warm, 95):.2f} s over {len(warm)} renders")
-        if first_by_page:
-            print("first visits, per page p50 / max: " + ", ".join(
-                f"{k} {statistics.median(v):.1f}/{max(v):.1f} s"
-                for k, v in first_by_page.items()))
-        if by_page:
-            print("per page p50: " + ", ".join(f"{k} {statistics.median(v):.2f} s"
-                                              for k, v in by_page.items()))
-        print(f"server CPU {server_cpu:.0f} s over {wall:.0f} s wall "
-              f"({100 * server_cpu / wall:.0f}% of one core); its child processes (the map "
-              f"process's UMAP warm-up) {child_cpu:.0f} s")
-        print(f"server RSS: {rss_before:.0f} MiB before the sessions, peak {rss_peak:.0f} MiB "
-              f"during them (goal ≤ 3 GB: {'PASS' if rss_peak <= 3072 else 'FAIL'}); "
-              f"its child processes {children_rss:.0f} MiB")
-        print(f"RSS over 10 more sessions visiting every page: {rss_rounds[0]:.0f} → "
-              f"{rss_rounds[-1]:.0f} MiB ({rss_rounds[-1] - rss_rounds[0]:+.0f} MiB; "
-              f"goal: bounded, ≤ 100 MB)")
+        report(m, sessions, rounds, clients, trainers, at_end)
+        print(f"RSS over 10 more sessions visiting every page (training stopped): "
+              f"{rss_rounds[0]:.0f} → {rss_rounds[-1]:.0f} MiB "
+              f"({rss_rounds[-1] - rss_rounds[0]:+.0f} MiB; goal: bounded, ≤ 100 MB)")
     finally:
         proc.terminate()
         proc.wait(30)
