@@ -69,7 +69,8 @@ async def trainer(browser, url: str):
     default preset and recipe, with the epochs slider at its end (30) so that the run
     outlasts the sessions; returns the page (see :func:`still_training`)."""
     page = await (await browser.new_context()).new_page()
-    await page.goto(url + "/train", wait_until="domcontentloaded")
+    # setup, not timed: a busy 2-core machine may take well over playwright's 30 s
+    await page.goto(url + "/train", wait_until="domcontentloaded", timeout=300_000)
     await page.locator("h1", has_text="Train").first.wait_for(timeout=300_000)
     slider = page.locator(TRAIN_EPOCHS_KEY).get_by_role("slider")
     await slider.focus()
@@ -245,7 +246,7 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
                clients: str = "ws") -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2"})
     try:
-        _util.wait_healthy(url)
+        _util.wait_healthy(url, timeout=300, proc=proc)
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -247,20 +246,8 @@ def curves(progress) -> None:
         if not frames:
             col.caption(f"{title}: waiting for the first batch…")
             continue
-        df = pd.concat(frames, ignore_index=True)
-        chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=30)).encode(
-            x=alt.X("epoch:Q", title="epoch"),
-            y=alt.Y("value:Q", title=title.lower(), scale=alt.Scale(zero=False)),
-            color=alt.Color("series:N", title=None,
-                            scale=alt.Scale(domain=["per batch (smoothed)", "train",
-                                                    "validation"],
-                                            range=["#9ecae9", "#1f77b4", "#d62728"]),
-                            legend=alt.Legend(orient="bottom", direction="horizontal",
-                                              labelLimit=180)),
-            tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"),
-                     alt.Tooltip("value:Q", format=".4f")],
-        ).properties(title=title, height=260)
-        col.altair_chart(chart, width="stretch")
+        col.vega_lite_chart(pd.concat(frames, ignore_index=True), spec=train_replay.curve_spec(title),
+                            width="stretch")
 
 
 def live(watching: str | None) -> None:

@@ -81,6 +81,23 @@ def confusion_spec(cm: np.ndarray, *, normalised: bool = False, diff: bool = Fal
                            height=height).to_dict()
 
 
+@st.cache_data(max_entries=1024, show_spinner=False)
+def test_digit_png(index: int, size: int = 84) -> bytes:
+    """Test image ``index`` enlarged to ``size`` pixels as PNG bytes, encoded once per
+    server: a gallery shows two dozen of them on every view, and Streamlit would otherwise
+    encode each image again at every rerun (most of the Errors page's CPU under load)."""
+    import io
+
+    from PIL import Image
+
+    from core.imaging import enlarge
+    from pages.common import mnist
+
+    out = io.BytesIO()
+    Image.fromarray(enlarge(mnist().x_test[index], size)).save(out, format="PNG")
+    return out.getvalue()
+
+
 # -- the layer table ---------------------------------------------------------------------
 LAYER_COLUMNS: dict[str, Callable[[LayerRow], object]] = {
     "#": lambda r: r.index,

@@ -175,3 +175,27 @@ def test_a_resumed_run_about_to_train_shows_its_last_snapshot(open_page):
     assert not at.exception, at.exception
     assert any("snapshot at epoch 1.00" in e.label for e in at.expander)
     assert any("once training begins" in c.value for c in at.caption)
+
+
+def curve_charts(at) -> list:
+    """The live view's loss and accuracy charts (Vega-Lite protos titled so)."""
+    import json
+
+    charts = [c.proto for c in at.get("vega_lite_chart")]
+    return [c for c in charts if json.loads(c.spec).get("title") in ("Loss", "Accuracy")]
+
+
+def test_the_live_curves_come_as_a_kept_spec_with_the_runs_data_beside_it(open_page):
+    import io
+
+    import pyarrow as pa
+
+    at = open_page("train")
+    set_recipe(at, 30, "5,000", "curves")
+    at.button(key="train_start").click().run()
+    until(at, lambda: len(curve_charts(at)) == 2, timeout=180)
+    for chart in curve_charts(at):
+        assert "data" not in chart.spec and "datasets" not in chart.spec   # no data inline
+        rows = pa.ipc.open_stream(io.BytesIO(chart.data.data)).read_all().to_pandas()
+        assert {"epoch", "value", "series"} <= set(rows.columns) and len(rows) > 0
+    at.button(key="train_stop").click().run()
