@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+from core import priority
 from core.errors import LayerLabError, StorageError
 from core.runs import Run, read_run
 from core.storage import atomic_save, atomic_write_bytes
@@ -39,6 +40,7 @@ def load_record(name: str, folder: Path = CACHED_DIR) -> Run:
 
 def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
     """The pretrained Keras model for a preset (safe_mode on, no compile)."""
+    priority.ensure_tensorflow()      # its pools below the pages' priority (core/priority)
     import keras  # noqa: PLC0415
 
     path = folder / f"{name}.keras"

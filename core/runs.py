@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import priority
 from core.errors import LayerLabError, StorageError
 # Re-exported for the caches that still import them from here; new code uses core.storage.
 from core.storage import (atomic_save, atomic_write_bytes, clean_temp_files,  # noqa: F401
@@ -312,6 +313,7 @@ class RunStore:
 
     def load_model(self, run_id: str) -> Any:
         """Load a run's weights (our own files, still with safe_mode=True)."""
+        priority.ensure_tensorflow()  # its pools below the pages' priority (core/priority)
         import keras  # noqa: PLC0415
 
         path = self.model_path(run_id)

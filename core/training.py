@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from core import priority
 from core.errors import LayerLabError
 from core.recipe import Recipe, lr_at
 from core.runs import Run, RunStore, new_run_id
@@ -350,7 +351,11 @@ class TrainingJob:
         acquired = False
         status, message = "failed", ""
         t0 = time.perf_counter()
+        # Pages first: this thread (and the tf.data threads it starts) and TensorFlow's
+        # compute pools train below the page threads' priority (core/priority.py).
+        priority.lower_this_thread()
         try:
+            priority.ensure_tensorflow()
             acquired = self.scheduler.acquire(self.id, self._stop, self._on_wait)
             if not acquired:
                 raise _Stop()

@@ -85,6 +85,17 @@ def init_session() -> None:
     st.session_state.setdefault("builder_spec", None)  # a ModelSpec from the Builder
     _keep_workspace_runs_alive()
     _start_map_process()
+    _start_warm_ups()
+
+
+def _start_warm_ups() -> None:
+    """At the server's first page view, start TensorFlow on a low-priority thread (so
+    training's compute pools run below the pages; core/priority.py). Once per server,
+    a few milliseconds."""
+    from core import priority
+
+    if priority.train_nice() > 0:
+        priority.start_tensorflow()
 
 
 def _start_map_process() -> None:
