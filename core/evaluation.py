@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,31 +159,46 @@ def evaluation_cache_dir() -> Path:
     return cache_root() / "evaluations"
 
 
+_key_locks: dict[str, threading.Lock] = {}      # one per cache key, never dropped (~100 B)
+_key_locks_guard = threading.Lock()
+computed = 0        # evaluations actually computed (not read from disk), for tests
+
+
+def _key_lock(key: str) -> threading.Lock:
+    with _key_locks_guard:
+        return _key_locks.setdefault(key, threading.Lock())
+
+
 def cached_evaluate(model, images: np.ndarray, labels: np.ndarray,
                     cache_dir: str | os.PathLike | None = None,
                     batch_size: int = 1000) -> Evaluation:
     """:func:`evaluate`, with the probabilities kept on disk per (model, data) pair.
 
     The key is the model's :func:`model_fingerprint` plus a hash of the images and
-    labels, so a second call for the same model and set only reads a 400 kB file.
+    labels, so a second call for the same model and set only reads a 400 kB file. Calls
+    for the same key at once compute it once: the others wait, then read the file (a
+    page's visitor arriving during :mod:`core.page_warm_up` waits on the warm-up).
     """
+    global computed
     folder = Path(cache_dir) if cache_dir is not None else evaluation_cache_dir()
     key = f"{model_fingerprint(model)}-{array_fingerprint(images, labels)}"
     path = folder / f"{key}.npy"
-    if path.is_file():
+    with _key_lock(key):
+        if path.is_file():
+            try:
+                probs = np.load(path, allow_pickle=False)
+                if probs.shape == (len(labels), NUM_CLASSES):
+                    return evaluation_from_probabilities(probs, labels)
+            except (OSError, ValueError):
+                pass                                   # damaged: compute it again
+        probs = batched_probabilities(model, images, batch_size)
+        computed += 1
+        buf = io.BytesIO()
+        np.save(buf, probs, allow_pickle=False)
         try:
-            probs = np.load(path, allow_pickle=False)
-            if probs.shape == (len(labels), NUM_CLASSES):
-                return evaluation_from_probabilities(probs, labels)
-        except (OSError, ValueError):
-            pass                                   # damaged: compute it again
-    probs = batched_probabilities(model, images, batch_size)
-    buf = io.BytesIO()
-    np.save(buf, probs, allow_pickle=False)
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError:
-        pass                                       # a read-only home only loses the cache
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError:
+            pass                                   # a read-only home only loses the cache
     return evaluation_from_probabilities(probs, labels)
 
 

@@ -16,6 +16,9 @@ import bench._util  # noqa: E402,F401
 # No UMAP warm-up in the app's embedding process under test: each one would compile for
 # tens of seconds in the background. tests/test_embedding_worker.py turns it on itself.
 os.environ.setdefault("LAYERLAB_WARM_UP_MAPS", "0")
+# Nor the Errors page's evaluation at the first page view (tests/test_page_warm_up.py
+# turns it on itself).
+os.environ.setdefault("LAYERLAB_WARM_UP_ERRORS", "0")
 
 APP = ROOT / "app.py"
 

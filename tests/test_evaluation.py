@@ -2,6 +2,7 @@
 correct count), the content-keyed disk cache, the cell view, and per-class metrics."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -75,6 +76,32 @@ def test_a_damaged_cache_file_is_computed_again(small_model, mnist, tmp_path):
     again = ev.cached_evaluate(small_model, x, y, cache_dir=tmp_path)
     np.testing.assert_allclose(again.probabilities, first.probabilities, atol=1e-6)
     assert np.load(path).shape == (300, 10)                      # rewritten whole
+
+
+def test_calls_for_the_same_model_and_set_at_once_compute_it_once(small_model, mnist,
+                                                                 tmp_path):
+    """A page's visitor arriving during the Errors warm-up (or with other visitors) waits
+    on the one computation, then reads its result."""
+    from core.data import to_float
+
+    x, y = to_float(mnist.x_test[:3000]), mnist.y_test[:3000]
+    ev.cached_evaluate(small_model, x[:10], y[:10], cache_dir=tmp_path)   # traced: warm
+    start, results = threading.Barrier(3), []
+
+    def visit():
+        start.wait()
+        results.append(ev.cached_evaluate(small_model, x, y, cache_dir=tmp_path))
+
+    before = ev.computed
+    visitors = [threading.Thread(target=visit) for _ in range(3)]
+    for t in visitors:
+        t.start()
+    for t in visitors:
+        t.join(120)
+    assert ev.computed - before == 1
+    assert len(results) == 3
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.probabilities, results[0].probabilities)
 
 
 def test_evaluate_agrees_with_the_batched_probabilities(small_model, mnist):

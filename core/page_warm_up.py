@@ -1,0 +1,66 @@
+"""Work a page will need, done in the background before anyone asks for it.
+
+The Errors page opens on the first pretrained model, and its first view used to evaluate
+that model on the 10,000 test images while every visitor waited (about 20 s on a fresh
+server under load). :func:`start_errors_warm_up`, called at the server's first page view,
+does that evaluation on a low-priority thread (:mod:`core.priority`). It goes through
+:func:`core.evaluation.cached_evaluate`, so the page then only reads the probabilities
+from disk, and a visitor who comes earlier waits on this very computation instead of
+starting a second one. ``LAYERLAB_WARM_UP_ERRORS=0`` turns it off (the tests do).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from core import priority
+
+_log = logging.getLogger(__name__)
+_lock = threading.Lock()
+errors_thread: threading.Thread | None = None
+errors_state = "off"         # off | running | done | failed
+
+
+def warms_up_errors() -> bool:
+    """Whether the server warms the Errors page up (``LAYERLAB_WARM_UP_ERRORS=0``: no).
+
+    >>> os.environ["LAYERLAB_WARM_UP_ERRORS"] = "0"; warms_up_errors()
+    False
+    >>> del os.environ["LAYERLAB_WARM_UP_ERRORS"]; warms_up_errors()
+    True
+    """
+    return os.environ.get("LAYERLAB_WARM_UP_ERRORS", "1") != "0"
+
+
+def start_errors_warm_up() -> threading.Thread | None:
+    """Start the Errors page's first evaluation in the background, once per process;
+    the thread, or None when it is turned off."""
+    global errors_thread, errors_state
+    with _lock:
+        if errors_thread is None and warms_up_errors():
+            errors_state = "running"
+            errors_thread = threading.Thread(target=_warm_errors, name="errors-warm-up",
+                                             daemon=True)
+            errors_thread.start()
+        return errors_thread
+
+
+def _warm_errors() -> None:
+    """Evaluate the Errors page's default model on the test set (disk-cached)."""
+    global errors_state
+    priority.lower_this_thread()
+    try:
+        from core import pretrained  # noqa: PLC0415
+        from core.analysis import evaluate_any  # noqa: PLC0415
+        from core.data import load_mnist  # noqa: PLC0415
+
+        names = pretrained.available()
+        if names:
+            priority.ensure_tensorflow()
+            data = load_mnist()
+            evaluate_any(pretrained.load_model(names[0]), data.x_test, data.y_test)
+        errors_state = "done"
+    except Exception as exc:  # noqa: BLE001 - the page reports the problem when it comes
+        _log.warning("The Errors page's warm-up failed", exc_info=exc)
+        errors_state = "failed"
