@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from core import priority
 
@@ -20,6 +21,7 @@ _log = logging.getLogger(__name__)
 _lock = threading.Lock()
 errors_thread: threading.Thread | None = None
 errors_state = "off"         # off | running | done | failed
+START_DELAY_S = 3.0          # the first page view renders in about 2 s on a fresh server
 
 
 def warms_up_errors() -> bool:
@@ -47,8 +49,11 @@ def start_errors_warm_up() -> threading.Thread | None:
 
 
 def _warm_errors() -> None:
-    """Evaluate the Errors page's default model on the test set (disk-cached)."""
+    """Evaluate the Errors page's default model on the test set (disk-cached), after the
+    first page has had its moment: importing TensorFlow holds the interpreter's lock for
+    seconds, which the first page view of a fresh server should not wait behind."""
     global errors_state
+    time.sleep(START_DELAY_S)
     priority.lower_this_thread()
     try:
         from core import pretrained  # noqa: PLC0415

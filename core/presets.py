@@ -32,6 +32,15 @@ def cbr(filters: int, k: int = 3) -> list[dict]:
     return [conv(filters, k, activation="linear", use_bias=False), BN, RELU]
 
 
+def sep(filters: int, k: int = 3, **kw) -> dict:
+    """A SeparableConv2D entry: a ``k``×``k`` filter per channel, then a 1×1 mix.
+
+    >>> sep(10, activation="leaky_relu")
+    {'type': 'SeparableConv2D', 'filters': 10, 'kernel_size': 3, 'activation': 'leaky_relu'}
+    """
+    return {"type": "SeparableConv2D", "filters": filters, "kernel_size": k, **kw}
+
+
 def dense(units: int, activation: str = "relu", **kw) -> dict:
     """A Dense layer entry (ReLU unless told otherwise).
 
@@ -130,9 +139,13 @@ PRESETS: dict[str, Preset] = {
                                    GAP, OUT],
                   "All-convolutional, batch-normalised, global average pooling: about a "
                   "tenth of the take-home's small CNN."),
-        Recipe(epochs=15, batch_size=128, learning_rate=0.01, schedule="one_cycle",
-               validation_split=0.05, augment=True),
-        9_858, 0.993),
+        # 20 epochs with light augmentation; label smoothing did not help here (30 epochs
+        # with it: 99.45% against 99.49% for 15 without) (bench/frontier_bench.py, README).
+        # Seed 2: the best of seeds 0-2 on validation (99.60%; test 99.45%, where seed 0's
+        # 99.52% would have been the pick on the test set).
+        Recipe(epochs=20, batch_size=128, learning_rate=0.01, schedule="one_cycle",
+               validation_split=0.05, augment=True, seed=2),
+        9_858, 0.994),
     "frontier_3k": Preset(
         ModelSpec("frontier_3k", [*cbr(8), *cbr(8), pool(), *cbr(12), *cbr(10), GAP, OUT],
                   "The same idea squeezed under 3,000 parameters."),
@@ -141,6 +154,23 @@ PRESETS: dict[str, Preset] = {
         Recipe(epochs=30, batch_size=64, learning_rate=0.02, schedule="one_cycle",
                validation_split=0.05),
         2_854, 0.989),
+    "frontier_1k": Preset(
+        ModelSpec("frontier_1k", [
+            conv(7, activation="leaky_relu"), pool(), dropout(0.1),
+            *(layer for width in (10, 10, 11, 12)
+              for layer in (sep(width, activation="leaky_relu"), dropout(0.1))),
+            GAP, OUT],
+            "Under 1,000 parameters: one small convolution, then four depthwise-separable "
+            "ones (a 3×3 filter per channel and a 1×1 mix), leaky ReLU and light dropout."),
+        # Separable convolutions cost 9·in + in·out weights where a full one costs 9·in·out.
+        # Batch normalisation (4 numbers a channel here) bought less than the same numbers
+        # spent on width; label smoothing hurt a network this small (it underfits); 80
+        # epochs gain ~0.1 point over 60. Seed 2 is the best of seeds 0-2 on
+        # validation; the test median is 98.83%, short of the 99.0% aimed at
+        # (bench/frontier_bench.py, README "Smallest networks").
+        Recipe(epochs=80, batch_size=128, learning_rate=0.01, schedule="one_cycle",
+               validation_split=0.05, seed=2),
+        997, 0.988),
 }
 
 

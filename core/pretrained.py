@@ -59,7 +59,6 @@ def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
 def pretrain(name: str, out_dir: Path = CACHED_DIR,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train preset ``name`` on full MNIST with its recipe; write NAME.keras and NAME.json."""
-    from core.build import build_model  # noqa: PLC0415
     from core.presets import get_preset  # noqa: PLC0415
     from core.training import TrainingJob  # noqa: PLC0415
 
@@ -74,13 +73,24 @@ def pretrain(name: str, out_dir: Path = CACHED_DIR,
                 log(f"{name} epoch {event['epoch']}: loss {event['loss']:.4f} acc "
                     f"{event['accuracy']:.4f} val_acc {event.get('val_accuracy', 0):.4f} "
                     f"({event['seconds']:.1f} s)")
-    run = job.run
+    return ship(name, job.model, job.run, out_dir)
+
+
+def ship(name: str, model: Any, run: Run, out_dir: Path = CACHED_DIR) -> dict[str, Any]:
+    """Write a finished run of preset ``name`` as its shipped NAME.keras and NAME.json.
+
+    The weights go into a freshly built float32 model (no optimizer state); the record
+    keeps the run's recipe, history and test figures under the preset's name.
+    """
+    from core.build import build_model  # noqa: PLC0415
+    from core.presets import get_preset  # noqa: PLC0415
+
     if run.status != "finished":
         raise LayerLabError(f"Pretraining {name} did not finish: {run.message}")
     run.source = "pretrained"
     run.id = name
-    clean = build_model(preset.spec)             # same weights, no optimizer state
-    clean.set_weights(job.model.get_weights())
+    clean = build_model(get_preset(name).spec)   # same weights, no optimizer state
+    clean.set_weights(model.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save(out_dir / f"{name}.keras", lambda tmp: clean.save(tmp))
     atomic_write_bytes(out_dir / f"{name}.json", json.dumps(run.to_dict(), indent=1).encode())

@@ -89,13 +89,13 @@ def init_session() -> None:
 
 
 def _start_warm_ups() -> None:
-    """At the server's first page view, start TensorFlow on a low-priority thread (so
-    training's compute pools run below the pages; core/priority.py) and the Errors
-    page's first evaluation (core/page_warm_up.py). Once per server, a few milliseconds."""
-    from core import page_warm_up, priority
+    """At the server's first page view, start the Errors page's first evaluation in the
+    background (core/page_warm_up.py); it starts TensorFlow on a low-priority thread, so
+    training's compute pools run below the pages (core/priority.py). Once per server, a
+    few milliseconds; the page itself never waits for TensorFlow (runs and model loads
+    start it lowered themselves when the warm-up is off)."""
+    from core import page_warm_up
 
-    if priority.train_nice() > 0:
-        priority.start_tensorflow()
     page_warm_up.start_errors_warm_up()
 
 

@@ -133,7 +133,7 @@ def test_compare_frontier_chart_shows_the_external_records_apart(open_page):
     assert sorted(ext["params"]) == [697, 1_936, 4_900, 7_000, 19_900]
     assert ext["source"].str.contains("selected on the test set").any()
     ours = rows[rows["kind"] != EXTERNAL].drop_duplicates("name")
-    assert {"frontier_3k", "frontier_10k", "bulky_cnn"} <= set(ours["name"])
+    assert {"frontier_1k", "frontier_3k", "frontier_10k", "bulky_cnn"} <= set(ours["name"])
     assert (ours["source"] == "Trained by Layer Lab.").all()
     assert '"diamond"' in json.dumps(spec) and EXTERNAL in json.dumps(spec)
 

@@ -285,7 +285,7 @@ def test_home_figures_come_from_the_presets_and_records(open_page):
 
     at = open_page()
     text = " ".join(m.value for m in at.markdown)
-    assert "from 2,854 to 331,754 parameters" in text
+    assert "from 997 to 331,754 parameters" in text
     fast = pretrained.load_record("fast_cnn")
     assert re.findall(PERCENT, text) == [f"{fast.test_accuracy:.2%}"], text
     assert "seed" not in text.lower()
