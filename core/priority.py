@@ -6,10 +6,12 @@ training thread lowers its own priority (:func:`lower_this_thread`), and TensorF
 compute pools (the intra-op Eigen threads, which TensorFlow leaves unnamed, and the
 inter-op ``tf_Compute`` threads) are created by a thread that did the same
 (:func:`start_tensorflow`): they are created once per process, when TensorFlow's runtime
-starts, so that start is moved to a low-priority thread at the server's first page view,
-before any page or run uses TensorFlow. Per-process nice would not do: with the kernel's
-``sched_autogroup_enabled`` the whole server is one group, and only the threads' nice
-values inside it decide who of them gets the CPU.
+starts, so that start is moved to a low-priority thread: the Errors page's warm-up a few
+seconds after the server's first page view (core/page_warm_up.py), or the first run or
+model load, whichever comes first (a page that builds a model before either starts the
+runtime at its own priority; training then says so in the log). Per-process nice would
+not do: with the kernel's ``sched_autogroup_enabled`` the whole server is one group, and
+only the threads' nice values inside it decide who of them gets the CPU.
 
 Pages' own TensorFlow calls share those pools: the parallel inner loops of a page's
 prediction run at training's priority too, while the page's thread keeps its own.
