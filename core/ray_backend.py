@@ -27,7 +27,6 @@ wait on Ray has a timeout, so no page ever hangs on the cluster.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -43,11 +42,10 @@ from core.backend import BackendInfo, LocalBackend, set_current
 from core.errors import LayerLabError
 from core.ray_worker import RELAYED_FILES, TrainingActor
 from core.recipe import Recipe
-from core.runs import (CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE, Run, RunStore,
-                       new_run_id)
+from core.runs import CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE, Run, RunStore
 from core.spec import ModelSpec, infer_shapes
 from core.storage import atomic_write_bytes, save_error
-from core.training import MAX_PENDING_EVENTS, Progress
+from core.training import JobEvents, Progress, job_run
 from core.wording import plural
 
 _log = logging.getLogger(__name__)
@@ -487,7 +485,7 @@ class _Ended(Exception):
         self.status, self.message = status, message
 
 
-class RayJob:
+class RayJob(JobEvents):
     """One run trained by a Ray actor; the surface of :class:`core.training.TrainingJob`."""
 
     def __init__(self, backend: RayBackend, spec: ModelSpec, recipe: Recipe, *,
@@ -499,26 +497,18 @@ class RayJob:
         self.backend, self.request = backend, request
         self.spec, self.recipe, self.store = spec, recipe, store
         self.model, self.data, self.test_limit = model, data, test_limit
-        self.progress = Progress()
+        super().__init__()
         self.snapshots: RemoteSnapshots | None = None
         self.worker_pid: int | None = None           # the worker process, once placed
         self.node = ""
-        self._lock = threading.Lock()
-        self._pending: list[dict[str, Any]] = []
         self._stop, self._wake = threading.Event(), threading.Event()
         self._interrupt = ""
-        self._thread: threading.Thread | None = None
         self._actor: Any = None
         self._placed = False                         # Ray has started the actor
         self._checkpoint: bytes | None = None        # the last one this job delivered
         self._final: bytes | None = None
         self._warned = False
-        if resume is not None:
-            self.run = Run.from_dict(resume.to_dict())
-            self.run.recipe = recipe.to_dict()
-        else:
-            self.run = Run(id=new_run_id(), name=name or spec.name, spec=spec.to_dict(),
-                           recipe=recipe.to_dict(), workspace=workspace)
+        self.run = job_run(spec, recipe, name=name, workspace=workspace, resume=resume)
         self.id = self.run.id + "-" + str(id(self))
 
     # -- control (any thread) ----------------------------------------------------------------
@@ -526,7 +516,7 @@ class RayJob:
         if self._thread is not None:
             raise LayerLabError("This run has already been started.")
         self.backend.enqueue(self)
-        self._emit({"kind": "queued", "position": self.backend.position(self) or 1})
+        self._record({"kind": "queued", "position": self.backend.position(self) or 1})
         self._thread = threading.Thread(target=self._work, name=f"ray-{self.run.id}",
                                         daemon=True)
         self._thread.start()
@@ -545,42 +535,12 @@ class RayJob:
                 _log.info("run %s: stop not sent: %r", self.run.id, exc)
         self._wake.set()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def _position_now(self, progress: Progress) -> int | None:
+        return self.backend.position(self) or 0
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def drain(self) -> list[dict[str, Any]]:
-        with self._lock:
-            out, self._pending = self._pending, []
-        return out
-
-    def snapshot(self) -> Progress:
-        with self._lock:
-            p = copy.copy(self.progress)
-            p.batches, p.epochs = list(p.batches), list(p.epochs)
-            p.warnings = list(p.warnings)
-        if p.state == "queued":
-            p.queue_position = self.backend.position(self) or 0
-        return p
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self.progress.done
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            self.progress.apply(event)
-            self._pending.append(event)
-            if len(self._pending) > MAX_PENDING_EVENTS:
-                del self._pending[:MAX_PENDING_EVENTS // 2]
 
     def _warn(self, message: str) -> None:
-        self._emit({"kind": "warning", "message": message})
+        self._record({"kind": "warning", "message": message})
 
     # -- the server thread ---------------------------------------------------------------------
     def _work(self) -> None:
@@ -631,7 +591,7 @@ class RayJob:
             now = self.backend.position(self)
             if now is not None and now != position:
                 position = now
-                self._emit({"kind": "queued", "position": now})
+                self._record({"kind": "queued", "position": now})
         info = ray.get(started, timeout=CALL_TIMEOUT_S)
         self._placed = True
         self.worker_pid, self.node = info["pid"], info["node"]
@@ -699,7 +659,7 @@ class RayJob:
                 event["run"] = self.run
                 if self._final is not None and event["status"] != "failed":
                     self._load(self._final)
-            self._emit(event)
+            self._record(event)
 
     def _update_run(self, record: dict[str, Any]) -> None:
         """Take the worker's run record, keeping this object (pages hold it)."""
@@ -763,7 +723,7 @@ class RayJob:
                 self.store.save_run(self.run)
             except LayerLabError as err:
                 self._warn(str(err))
-        self._emit({"kind": "done", "status": status, "message": message, "run": self.run,
+        self._record({"kind": "done", "status": status, "message": message, "run": self.run,
                     "wall_time_s": time.perf_counter() - t0})
 
     def _close(self) -> None:

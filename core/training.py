@@ -253,51 +253,17 @@ class _Stop(Exception):
     """Raised inside the worker when a stop was asked while queued."""
 
 
-class TrainingJob:
-    """One run trained in a background thread. Create, :meth:`start`, :meth:`drain`."""
+class JobEvents:
+    """The half of a job's surface every backend shares: its progress and the events not
+    yet drained, written by the job's own thread and read by pages (TrainingJob here,
+    core.ray_backend.RayJob on a cluster). Subclasses start ``_thread`` and may say
+    where a queued job stands (:meth:`_position_now`)."""
 
-    def __init__(self, spec: ModelSpec, recipe: Recipe, *, name: str | None = None,
-                 workspace: str = "", store: RunStore | None = None,
-                 resume: Run | None = None, model: Any = None,
-                 data: TrainingData | None = None, test_limit: int | None = None,
-                 scheduler: Scheduler | None = None) -> None:
-        infer_shapes(spec)        # raises SpecError before any thread starts
-        recipe.check()
-        self.spec, self.recipe = spec, recipe
-        self.store = store
-        self.scheduler = scheduler or SCHEDULER
-        self.data, self.test_limit = data, test_limit
-        self.model = model                 # set for resume-in-memory; the result after
-        self.progress = Progress()        # written by the worker under _lock
+    def __init__(self) -> None:
+        self.progress = Progress()        # written by the job's thread under _lock
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []   # events not yet drained
-        self._stop = threading.Event()
-        self._interrupt = ""              # why the server (not the user) stopped it
         self._thread: threading.Thread | None = None
-        self._queue_position: int | None = None
-        if resume is not None:
-            self.run = Run.from_dict(resume.to_dict())
-            self.run.recipe = recipe.to_dict()
-        else:
-            self.run = Run(id=new_run_id(), name=name or spec.name, spec=spec.to_dict(),
-                           recipe=recipe.to_dict(), workspace=workspace)
-        self.id = self.run.id + "-" + str(id(self))
-
-    # -- control, called from the UI thread ------------------------------------------
-    def start(self) -> "TrainingJob":
-        if self._thread is not None:
-            raise LayerLabError("This run has already been started.")
-        self._thread = threading.Thread(target=self._work, name=f"train-{self.run.id}",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, interrupt: str = "") -> None:
-        """Ask the run to stop; honoured after the current batch. ``interrupt`` (a
-        sentence) marks a stop by the server: the run is saved as interrupted."""
-        if interrupt and not self._stop.is_set():
-            self._interrupt = interrupt
-        self._stop.set()
 
     @property
     def alive(self) -> bool:
@@ -321,22 +287,81 @@ class TrainingJob:
             p.batches, p.epochs = list(p.batches), list(p.epochs)
             p.warnings = list(p.warnings)
         if p.state == "queued":
-            p.queue_position = self.scheduler.position(self.id) or p.queue_position
+            p.queue_position = self._position_now(p)
         return p
+
+    def _position_now(self, progress: Progress) -> int | None:
+        return progress.queue_position
 
     @property
     def done(self) -> bool:
         with self._lock:
             return self.progress.done
 
-    # -- worker thread ---------------------------------------------------------------
-    def _emit(self, kind: str, **payload: Any) -> None:
-        event = {"kind": kind, **payload}
+    def _record(self, event: dict[str, Any]) -> None:
+        """Fold ``event`` into the progress and keep it for the next drain."""
         with self._lock:
             self.progress.apply(event)
             self._pending.append(event)
             if len(self._pending) > MAX_PENDING_EVENTS:     # nobody drains: keep it bounded
                 del self._pending[:MAX_PENDING_EVENTS // 2]
+
+
+def job_run(spec: ModelSpec, recipe: Recipe, *, name: str | None, workspace: str,
+            resume: Run | None) -> Run:
+    """The record a job trains: a copy of ``resume`` under this recipe, or a new run."""
+    if resume is not None:
+        run = Run.from_dict(resume.to_dict())
+        run.recipe = recipe.to_dict()
+        return run
+    return Run(id=new_run_id(), name=name or spec.name, spec=spec.to_dict(),
+               recipe=recipe.to_dict(), workspace=workspace)
+
+
+class TrainingJob(JobEvents):
+    """One run trained in a background thread. Create, :meth:`start`, :meth:`drain`."""
+
+    def __init__(self, spec: ModelSpec, recipe: Recipe, *, name: str | None = None,
+                 workspace: str = "", store: RunStore | None = None,
+                 resume: Run | None = None, model: Any = None,
+                 data: TrainingData | None = None, test_limit: int | None = None,
+                 scheduler: Scheduler | None = None) -> None:
+        infer_shapes(spec)        # raises SpecError before any thread starts
+        recipe.check()
+        self.spec, self.recipe = spec, recipe
+        self.store = store
+        self.scheduler = scheduler or SCHEDULER
+        self.data, self.test_limit = data, test_limit
+        super().__init__()
+        self.model = model                 # set for resume-in-memory; the result after
+        self._stop = threading.Event()
+        self._interrupt = ""              # why the server (not the user) stopped it
+        self._queue_position: int | None = None
+        self.run = job_run(spec, recipe, name=name, workspace=workspace, resume=resume)
+        self.id = self.run.id + "-" + str(id(self))
+
+    # -- control, called from the UI thread ------------------------------------------
+    def start(self) -> "TrainingJob":
+        if self._thread is not None:
+            raise LayerLabError("This run has already been started.")
+        self._thread = threading.Thread(target=self._work, name=f"train-{self.run.id}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, interrupt: str = "") -> None:
+        """Ask the run to stop; honoured after the current batch. ``interrupt`` (a
+        sentence) marks a stop by the server: the run is saved as interrupted."""
+        if interrupt and not self._stop.is_set():
+            self._interrupt = interrupt
+        self._stop.set()
+
+    def _position_now(self, progress: Progress) -> int | None:
+        return self.scheduler.position(self.id) or progress.queue_position
+
+    # -- worker thread ---------------------------------------------------------------
+    def _emit(self, kind: str, **payload: Any) -> None:
+        self._record({"kind": kind, **payload})
 
     def _warn(self, message: str) -> None:
         self._emit("warning", message=message)
