@@ -1,4 +1,5 @@
-"""Choosing in a Streamlit selectbox from a browser test (not a test module).
+"""Setting Streamlit widgets by key from a browser test (not a test module): a
+selectbox's option, a slider's value, a text field.
 
 A click on the box now and then leaves its menu closed (the box only takes the focus),
 more often right after the page re-ran; the arrow key then opens it, as it would for a
@@ -31,4 +32,28 @@ def pick(page: Page, box: Locator, option: str | re.Pattern) -> None:
     open_menu(box)
     page.get_by_role("option", name=name).first.click()
     expect(box).to_have_value(name)
+    wait_idle(page)
+
+
+def choose(page: Page, key: str, option: str | re.Pattern) -> None:
+    """Pick ``option`` (a label's start, or a pattern) in the selectbox whose key is ``key``."""
+    pick(page, page.locator(f".st-key-{key} [role=combobox]"), option)
+
+
+def set_slider(page: Page, key: str, value: int) -> None:
+    """Move the slider ``key`` to ``value`` with the arrow keys, as a person would."""
+    thumb = page.locator(f".st-key-{key} input[type=range]")
+    now = int(thumb.input_value())
+    thumb.focus()
+    for _ in range(abs(value - now)):
+        thumb.press("ArrowRight" if value > now else "ArrowLeft")
+    expect(thumb).to_have_value(str(value))
+    wait_idle(page)
+
+
+def set_text(page: Page, key: str, text: str) -> None:
+    """Type ``text`` into the text field ``key`` and submit it."""
+    field = page.locator(f".st-key-{key} input")
+    field.fill(text)
+    field.press("Enter")
     wait_idle(page)

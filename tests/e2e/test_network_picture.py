@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from bench._browser import open_app, wait_idle
-from tests.e2e.menus import pick
+from tests.e2e.menus import choose
 
 pytestmark = pytest.mark.browser
 CAPTION = "Each box is one layer's output"
@@ -25,10 +25,6 @@ def picture(page: Page) -> Locator:
 def labels(chart: Locator) -> Locator:
     """One text mark per box: type, output shape and parameters."""
     return chart.locator("svg text")
-
-
-def choose(page: Page, key: str, option: str) -> None:
-    pick(page, page.locator(f".st-key-{key} [role=combobox]"), option)
 
 
 def test_models_draws_the_preset_and_redraws_another(server, page):

@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from bench._browser import open_app, sidebar, wait_idle
+from tests.e2e.menus import choose, set_slider, set_text
 
 pytestmark = pytest.mark.browser
 WORKER_START_MS = 240_000        # a Ray worker process starts and imports TensorFlow
@@ -46,35 +47,14 @@ def ray_server(tmp_path_factory):
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def pick(page: Page, key: str, option: str) -> None:
-    box = page.locator(f".st-key-{key} [role=combobox]")
-    box.click()
-    page.get_by_role("option", name=re.compile("^" + re.escape(option))).first.click()
-    expect(box).to_have_value(re.compile("^" + re.escape(option)))
-    wait_idle(page)
-
-
-def slide(page: Page, key: str, value: int) -> None:
-    thumb = page.locator(f".st-key-{key} input[type=range]")
-    now = int(thumb.input_value())
-    thumb.focus()
-    for _ in range(abs(value - now)):
-        thumb.press("ArrowRight" if value > now else "ArrowLeft")
-    expect(thumb).to_have_value(str(value))
-    wait_idle(page)
-
-
 def test_a_run_trains_stops_and_resumes_through_ray(ray_server, page):
     url, log = ray_server
     open_app(page, url, "Train", path="train")
     expect(sidebar(page).get_by_text(re.compile(r"Training: Ray cluster"))).to_be_visible()
-    pick(page, "train_preset", "fast_cnn")
-    slide(page, "tr_ep_Preset_fast_cnn", 10)
-    pick(page, "tr_sub_Preset_fast_cnn", "5,000")
-    name = page.locator(".st-key-tr_name_Preset_fast_cnn input")
-    name.fill("through_ray")
-    name.press("Enter")
-    wait_idle(page)
+    choose(page, "train_preset", "fast_cnn")
+    set_slider(page, "tr_ep_Preset_fast_cnn", 10)
+    choose(page, "tr_sub_Preset_fast_cnn", "5,000")
+    set_text(page, "tr_name_Preset_fast_cnn", "through_ray")
     page.get_by_role("button", name="▶ Start").click()
     # the page reran after Start: the sidebar has seen the cluster by now
     expect(sidebar(page).get_by_text(re.compile(r"Ray cluster, 1 node, \d+ CPUs")

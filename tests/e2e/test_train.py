@@ -9,44 +9,19 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bench._browser import open_app, sidebar, wait_idle
+from tests.e2e.menus import choose, set_slider, set_text
 
 pytestmark = pytest.mark.browser
 RUNNING = re.compile(r"Epoch \d+/\d+ · step")
-
-
-def choose(page: Page, key: str, option: str) -> None:
-    """Pick the option whose label starts with ``option`` in selectbox ``key``."""
-    box = page.locator(f".st-key-{key} [role=combobox]")
-    box.click()
-    page.get_by_role("option", name=re.compile("^" + re.escape(option))).first.click()
-    expect(box).to_have_value(re.compile("^" + re.escape(option)))
-    wait_idle(page)
-
-
-def set_epochs(page: Page, key: str, epochs: int) -> None:
-    thumb = page.locator(f".st-key-{key} input[type=range]")
-    now = int(thumb.input_value())
-    thumb.focus()
-    for _ in range(abs(epochs - now)):
-        thumb.press("ArrowRight" if epochs > now else "ArrowLeft")
-    expect(thumb).to_have_value(str(epochs))
-    wait_idle(page)
-
-
-def set_name(page: Page, key: str, name: str) -> None:
-    field = page.locator(f".st-key-{key} input")
-    field.fill(name)
-    field.press("Enter")
-    wait_idle(page)
 
 
 def start_long_run(page: Page, name: str) -> None:
     """On the open Train page, a keras_example run of 30 epochs on 10,000 images: minutes,
     long enough to watch."""
     choose(page, "train_preset", "keras_example")
-    set_epochs(page, "tr_ep_Preset_keras_example", 30)
+    set_slider(page, "tr_ep_Preset_keras_example", 30)
     choose(page, "tr_sub_Preset_keras_example", "10,000")
-    set_name(page, "tr_name_Preset_keras_example", name)
+    set_text(page, "tr_name_Preset_keras_example", name)
     page.get_by_role("button", name="▶ Start").click()
     expect(page.get_by_text(RUNNING)).to_be_visible()
 
@@ -58,9 +33,9 @@ def stop_from(page: Page) -> None:
 
 def test_the_recipe_is_kept_across_a_page_switch(server, page):
     open_app(page, server.url, "Train", path="train")
-    set_epochs(page, "tr_ep_Preset_fast_cnn", 7)
+    set_slider(page, "tr_ep_Preset_fast_cnn", 7)
     choose(page, "tr_sub_Preset_fast_cnn", "1,000")
-    set_name(page, "tr_name_Preset_fast_cnn", "persist_test")
+    set_text(page, "tr_name_Preset_fast_cnn", "persist_test")
     sidebar(page).get_by_role("link", name="Builder", exact=True).click()
     expect(page.locator("h1", has_text="Builder")).to_be_visible()
     wait_idle(page)

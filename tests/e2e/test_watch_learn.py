@@ -9,26 +9,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bench._browser import open_app, wait_idle
-from tests.e2e.menus import pick
+from tests.e2e.menus import choose, set_slider, set_text
 
 pytestmark = pytest.mark.browser
 RUNNING = re.compile(r"Epoch \d+/\d+ · step")
 LIVE = "Watch it learn — snapshot at epoch"
-
-
-def choose(page: Page, key: str, option: str) -> None:
-    """Pick the option whose label starts with ``option`` in selectbox ``key``."""
-    pick(page, page.locator(f".st-key-{key} [role=combobox]"), option)
-
-
-def set_slider(page: Page, key: str, value: int) -> None:
-    thumb = page.locator(f".st-key-{key} input[type=range]")
-    thumb.focus()
-    thumb.press("Home")
-    for _ in range(value - 1):
-        thumb.press("ArrowRight")
-    expect(thumb).to_have_value(str(value))
-    wait_idle(page)
 
 
 def replay_position(page: Page, run_key: str):
@@ -41,10 +26,7 @@ def test_a_short_run_shows_its_snapshots_live_then_replays_them(server, page):
     choose(page, "train_preset", "keras_example")
     set_slider(page, "tr_ep_Preset_keras_example", 2)
     choose(page, "tr_sub_Preset_keras_example", "5,000")
-    field = page.locator(".st-key-tr_name_Preset_keras_example input")
-    field.fill("watch_me")
-    field.press("Enter")
-    wait_idle(page)
+    set_text(page, "tr_name_Preset_keras_example", "watch_me")
     page.get_by_role("button", name="▶ Start").click()
     expect(page.get_by_text(RUNNING)).to_be_visible()
     # live: the first epoch's snapshot is shown while the second still trains
