@@ -74,12 +74,10 @@ def intensity_histogram(images: np.ndarray, bins: int = 32) -> tuple[np.ndarray,
 
 def png_data_url(image: np.ndarray) -> str:
     """A small uint8 image as a ``data:image/png;base64,…`` URL (for chart tooltips)."""
-    from PIL import Image  # noqa: PLC0415
+    from core.imaging import png_bytes  # noqa: PLC0415
 
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8)).save(
-        buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image, optimize=True)
+                                                       ).decode("ascii")
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -119,6 +119,22 @@ def enlarge(image: np.ndarray, target: int = 112) -> np.ndarray:
     return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
 
 
+def png_bytes(image: np.ndarray, optimize: bool = False) -> bytes:
+    """A uint8 image (values clipped to 0–255) encoded as PNG.
+
+    >>> png_bytes(np.zeros((2, 2), np.uint8))[:4]
+    b'\x89PNG'
+    """
+    import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8)).save(
+        buf, format="PNG", optimize=optimize)
+    return buf.getvalue()
+
+
 def labelled_grid(tiles: list[np.ndarray], labels: list[tuple[str, str]],
                   alert: list[bool], cols: int = 6, side: int = 84) -> np.ndarray:
     """Gray digit tiles in one RGB image, each with two lines of text underneath (e.g.

@@ -246,8 +246,8 @@ def curves(progress) -> None:
         if not frames:
             col.caption(f"{title}: waiting for the first batch…")
             continue
-        col.vega_lite_chart(pd.concat(frames, ignore_index=True), spec=train_replay.curve_spec(title),
-                            width="stretch")
+        col.vega_lite_chart(pd.concat(frames, ignore_index=True),
+                            spec=train_replay.curve_spec(title), width="stretch")
 
 
 def live(watching: str | None) -> None:

@@ -86,16 +86,10 @@ def test_digit_png(index: int, size: int = 84) -> bytes:
     """Test image ``index`` enlarged to ``size`` pixels as PNG bytes, encoded once per
     server: a gallery shows two dozen of them on every view, and Streamlit would otherwise
     encode each image again at every rerun (most of the Errors page's CPU under load)."""
-    import io
-
-    from PIL import Image
-
-    from core.imaging import enlarge
+    from core.imaging import enlarge, png_bytes
     from pages.common import mnist
 
-    out = io.BytesIO()
-    Image.fromarray(enlarge(mnist().x_test[index], size)).save(out, format="PNG")
-    return out.getvalue()
+    return png_bytes(enlarge(mnist().x_test[index], size))
 
 
 # -- the layer table ---------------------------------------------------------------------
