@@ -147,18 +147,42 @@ def read_run(path: Path) -> Run:
 
 
 def read_snapshots(path: Path) -> dict[str, Any] | None:
-    """The snapshot arrays in ``path`` (see :mod:`core.snapshots`), or None when the file
-    is missing, too large or damaged (logged; a run without snapshots is no error)."""
+    """The snapshot arrays in ``path`` (see :mod:`core.snapshots`), read-only, or None when
+    the file is missing, too large or damaged (logged; a run without snapshots is no error).
+
+    A file is decompressed once per version (its inode, size and modification time, all
+    new after an atomic save): Compare and the replays read the same files at every view.
+    """
     import numpy as np  # noqa: PLC0415
 
     try:
-        if not path.is_file() or path.stat().st_size > MAX_SNAPSHOT_FILE:
+        stat = path.stat()
+        if not path.is_file() or stat.st_size > MAX_SNAPSHOT_FILE:
             return None
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with _SNAPSHOT_LOCK:
+            if key in _SNAPSHOT_CACHE:
+                _SNAPSHOT_CACHE[key] = _SNAPSHOT_CACHE.pop(key)      # most recent last
+                return dict(_SNAPSHOT_CACHE[key])
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("cannot read snapshots %s: %r", path, exc)
         return None
+    for value in arrays.values():
+        value.flags.writeable = False         # shared by every reader of this version
+    with _SNAPSHOT_LOCK:
+        _SNAPSHOT_CACHE[key] = arrays
+        while len(_SNAPSHOT_CACHE) > SNAPSHOT_CACHE_FILES:
+            _SNAPSHOT_CACHE.pop(next(iter(_SNAPSHOT_CACHE)))
+    return dict(arrays)
+
+
+SNAPSHOT_CACHE_FILES = 16       # the eight presets' files and a class's recent runs
+_SNAPSHOT_CACHE: dict[tuple, dict[str, Any]] = {}
+_SNAPSHOT_LOCK = threading.Lock()
 
 
 def snapshots_bytes(arrays: dict[str, Any]) -> bytes:

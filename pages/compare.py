@@ -16,7 +16,7 @@ from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record
                           session_runs)
 from pages.compare_robustness import robustness_section
 from pages.compare_snapshots import snapshots_section
-from pages.widgets import confusion_spec
+from pages.widgets import arrow_datasets, confusion_spec
 
 st.title("⚖️ Compare")
 
@@ -56,6 +56,19 @@ def figures(key: str) -> dict:
             "device": run.device}
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def curves_spec(rows: pd.DataFrame, metric: str) -> dict:
+    """The pinned runs' ``metric`` over the epochs, zoomable, as a Vega-Lite spec made once
+    per content (Altair's building and validating is most of the chart's cost a view)."""
+    chart = alt.Chart(rows).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch"),
+        y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title="run",
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
+        tooltip=["run", "epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
+    return arrow_datasets(chart.properties(height=300).interactive().to_dict())
+
+
 # Short headers, with the long names as help, so every column fits at 1024 px.
 table = pd.DataFrame([figures(k) for k in pinned])
 devices = sorted(set(table.pop("device")))
@@ -82,14 +95,8 @@ rows = [{"run": label(k), "epoch": e, metric: v} for k in pinned
         for e, v in zip(runs[k].history.get("epoch", []),
                         smooth(runs[k].history.get(metric, []), weight))]
 if rows:
-    chart = alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch"),
-        y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False)),
-        color=alt.Color("run:N", title="run",
-                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
-        tooltip=["run", "epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
-    st.altair_chart(chart.properties(height=300).interactive(), width="stretch",
-                    key="compare_curves")
+    st.vega_lite_chart(spec=curves_spec(pd.DataFrame(rows), metric), width="stretch",
+                       key="compare_curves")
     st.caption("Scroll on the chart to zoom, drag to pan, double-click to see it all again.")
 else:
     st.caption(f"No {metric} recorded for these runs (validation split 0?).")
@@ -159,7 +166,7 @@ def frontier_spec(ours: pd.DataFrame) -> dict:
              + base.mark_text(align="left", dx=7, dy=11, fontSize=11, color="#e6550d")
              .encode(text="name:N").transform_filter(external))
     line = alt.Chart(ours[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
-    return (points + names + line).properties(height=360).to_dict()
+    return arrow_datasets((points + names + line).properties(height=360).to_dict())
 
 
 st.subheader("Accuracy versus size: the frontier of small models")

@@ -15,9 +15,8 @@ import streamlit as st
 from core.snapshots import accuracy, index_at, shared_epochs
 from core.wording import plural
 from pages.common import PRETRAINED_PREFIX
-from pages.train_replay import (PLAY_EVERY_S, filters_image, probe_image, probs_spec,
-                                snapshot_set)
-from pages.widgets import confusion_spec
+from pages.train_replay import PLAY_EVERY_S, picture_url, probs_spec, snapshot_set
+from pages.widgets import arrow_datasets, confusion_spec
 
 PER_ROW = 3                        # runs side by side; more pinned runs wrap to a new row
 Snapshots = tuple[list[dict[str, Any]], dict[str, Any]]
@@ -77,7 +76,7 @@ def norms_over_epochs(rows: pd.DataFrame, what: str, epoch: float) -> alt.LayerC
 @st.cache_data(max_entries=64, show_spinner=False)
 def norms_over_epochs_spec(rows: pd.DataFrame, what: str, epoch: float) -> dict:
     """:func:`norms_over_epochs` as a Vega-Lite spec, made once per content."""
-    return norms_over_epochs(rows, what, epoch).to_dict()
+    return arrow_datasets(norms_over_epochs(rows, what, epoch).to_dict())
 
 
 def run_column(col, key: str, name: str, snaps: list[dict[str, Any]], meta: dict[str, Any],
@@ -89,13 +88,13 @@ def run_column(col, key: str, name: str, snaps: list[dict[str, Any]], meta: dict
     when = f"snapshot at epoch {float(snap['epoch']):.2f}"
     col.caption(when + (f" (its run ends at epoch {last:g})" if epoch > last + 5e-4 else ""))
     if "filters" in snap:
-        col.image(filters_image(np.asarray(snap["filters"], np.float32)), clamp=True,
+        col.image(picture_url("filters", snap["filters"]),
                   caption="First conv layer's filters (blue −, red +)")
     else:
         col.caption("No conv layer: no filters to show.")
     label = int(meta["probe_label"]) if "probe_label" in meta else None
     if "probe" in meta:
-        col.image(probe_image(meta), width=84, clamp=True, caption=f"probe: a {label}")
+        col.image(picture_url("probe", meta["probe"]), width=84, caption=f"probe: a {label}")
     col.vega_lite_chart(spec=probs_spec(np.asarray(snap["probs"], np.float32), label),
                         width="stretch", key=f"compare_snap_probs_{key}")
     col.text(f"Validation accuracy: {accuracy(snap['confusion']):.2%}")

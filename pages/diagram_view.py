@@ -11,6 +11,7 @@ import streamlit as st
 from core.diagram import LABEL_ROOM, Box, boxes, faces, wrap
 from core.errors import LayerLabError
 from core.spec import ModelSpec, shape_text
+from pages.widgets import arrow_datasets
 
 PAD = 12            # pixels around the drawing
 LINE = 13           # a label line's height in pixels
@@ -77,7 +78,7 @@ def network_spec(spec_json: str) -> dict:
     """The network chart of a (valid) spec as a Vega-Lite spec, made once per spec: Altair
     spends about 0.1 s of the server's CPU building and validating it otherwise, on
     every view of the Models and Builder pages."""
-    return network_chart(boxes(ModelSpec.from_json(spec_json))).to_dict()
+    return arrow_datasets(network_chart(boxes(ModelSpec.from_json(spec_json))).to_dict())
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -15,7 +15,7 @@ from core.evaluation import cell_indices, per_class_metrics
 from core.wording import plural
 from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
-from pages.widgets import CELL, confusion_spec, test_digit_png
+from pages.widgets import CELL, confusion_spec, test_digit_url
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -98,7 +98,7 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
     rows = st.columns(cols)
     for n, idx in enumerate(indices[:GALLERY_MAX]):
         with rows[n % cols]:
-            st.image(test_digit_png(int(idx), 84), width=84,
+            st.image(test_digit_url(int(idx), 84), width=84,
                      caption=f"#{idx} · true {data.y_test[idx]}")
             st.caption(probability_text(probs[idx]))
             # five columns and a one-word label: the button is not cut to "✏ Insp…"

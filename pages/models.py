@@ -14,7 +14,7 @@ from core.stats import human_bytes, human_count, summarize
 from core.wording import plural
 from pages.common import pretrained_record, show_error, store
 from pages.diagram_view import show_network
-from pages.widgets import layer_table, show_layer_table
+from pages.widgets import arrow_datasets, layer_table, show_layer_table
 
 st.title("🧱 Models")
 st.caption("Every number here comes from the layer stack itself and matches Keras' own "
@@ -66,7 +66,7 @@ def shares_spec(table: pd.DataFrame) -> dict:
                       value_vars=["params", "MACs", "activations"],
                       var_name="measure", value_name="value")
     long["share"] = long.groupby("measure")["value"].transform(lambda v: v / max(v.sum(), 1))
-    return alt.Chart(long).mark_bar().encode(
+    return arrow_datasets(alt.Chart(long).mark_bar().encode(
         x=alt.X("layer:N", sort=list(table["layer"]), title="layer (input → output)"),
         y=alt.Y("share:Q", axis=alt.Axis(format="%"), title="share of the model's total"),
         color=alt.Color("measure:N", title="measure",
@@ -74,7 +74,7 @@ def shares_spec(table: pd.DataFrame) -> dict:
         xOffset="measure:N",
         tooltip=["layer", "type", "measure", alt.Tooltip("value:Q", format=","),
                  alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=320).to_dict()
+    ).properties(height=320).to_dict())
 
 
 st.vega_lite_chart(spec=shares_spec(table), width="stretch", key="models_chart")

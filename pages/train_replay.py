@@ -17,7 +17,7 @@ from core.pretrained import CACHED_DIR
 from core.runs import read_snapshots
 from core.snapshots import accuracy, unpack
 from pages.common import pretrained_label, run_label, session_runs, show_error, store
-from pages.widgets import confusion_spec
+from pages.widgets import arrow_datasets, confusion_spec
 
 log = logging.getLogger(__name__)
 PLAY_EVERY_S = 0.8                 # seconds between two snapshots while playing
@@ -48,9 +48,22 @@ def maps_image(maps: np.ndarray) -> np.ndarray:
     return tile_grid(tiles, cols=8, pad=2, pad_value=SEPARATOR)
 
 
-def probe_image(meta: dict[str, Any]) -> np.ndarray:
-    """The run's probe digit (stored as float16 in [0, 1]) as a 28×28 picture."""
-    return np.clip(np.asarray(meta["probe"], np.float32)[..., 0], 0, 1)
+def probe_image(probe: np.ndarray) -> np.ndarray:
+    """The run's probe digit (stored as float16 in [0, 1], 28×28×1) as gray levels 0–255."""
+    return np.clip(np.asarray(probe, np.float32)[..., 0], 0, 1) * 255
+
+
+PICTURES = {"filters": filters_image, "maps": maps_image, "probe": probe_image}
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def picture_url(kind: str, values: np.ndarray) -> str:
+    """A snapshot's picture (``kind``: "filters", "maps" or the "probe" digit) as a PNG
+    ``data:`` URL, drawn and encoded once per content: ``st.image`` passes a URL on
+    untouched but encodes an array again at every view and every step of a replay."""
+    from core.analysis import png_data_url
+
+    return png_data_url(np.rint(PICTURES[kind](np.asarray(values, np.float32))))
 
 
 def probs_chart(probs: np.ndarray, label: int | None) -> alt.Chart:
@@ -86,7 +99,7 @@ def norms_chart(snap: dict[str, Any], layers: list[str]) -> alt.Chart:
 @st.cache_data(max_entries=64, show_spinner=False)
 def probs_spec(probs: np.ndarray, label: int | None) -> dict:
     """:func:`probs_chart` as a Vega-Lite spec, made once per content."""
-    return probs_chart(probs, label).to_dict()
+    return arrow_datasets(probs_chart(probs, label).to_dict())
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -94,7 +107,7 @@ def norms_spec(weight_norm: np.ndarray, grad_norm: np.ndarray,
                layers: tuple[str, ...]) -> dict:
     """:func:`norms_chart` as a Vega-Lite spec, made once per content."""
     snap = {"weight_norm": weight_norm, "grad_norm": grad_norm}
-    return norms_chart(snap, list(layers)).to_dict()
+    return arrow_datasets(norms_chart(snap, list(layers)).to_dict())
 
 
 # The live curves are redrawn at every poll of every watching tab: the chart's spec is made
@@ -125,14 +138,15 @@ def show_snapshot(snap: dict[str, Any], meta: dict[str, Any], key: str,
     label = int(meta["probe_label"]) if "probe_label" in meta else None
     left, mid, right = st.columns(3)
     if "filters" in snap:
-        left.image(filters_image(np.asarray(snap["filters"], np.float32)),
-                   caption="First conv layer's filters (blue −, red +)", clamp=True)
-        right.image(maps_image(np.asarray(snap["maps"], np.float32)),
-                    caption="The probe digit's first-layer feature maps", clamp=True)
+        left.image(picture_url("filters", snap["filters"]),
+                   caption="First conv layer's filters (blue −, red +)")
+        right.image(picture_url("maps", snap["maps"]),
+                    caption="The probe digit's first-layer feature maps")
     else:
         left.caption("This network has no conv layer: no filters or feature maps.")
     if "probe" in meta:
-        mid.image(probe_image(meta), width=84, caption=f"Probe digit (a {label})", clamp=True)
+        mid.image(picture_url("probe", meta["probe"]), width=84,
+                  caption=f"Probe digit (a {label})")
     mid.vega_lite_chart(spec=probs_spec(np.asarray(snap["probs"], np.float32), label),
                         width="stretch", key=f"{key}_probs")
     cm = np.asarray(snap["confusion"])

@@ -16,6 +16,27 @@ from core.stats import LayerRow, human_bytes, shape_text
 CELL = "cell"            # the confusion chart's click selection (``selection_mode=[CELL]``)
 
 
+def arrow_datasets(spec: dict) -> dict:
+    """``spec`` (a Vega-Lite dict from Altair) with each named dataset already as Arrow
+    IPC bytes, the very bytes ``st.vega_lite_chart`` would make from the records at every
+    call (it passes bytes through). Done once inside a cached spec, it takes the largest
+    share of a chart's server CPU off each page view: under a class's load the conversion
+    was about a tenth of all the server's page work (bench/load_bench.py).
+
+    >>> s = arrow_datasets({"data": {"name": "d"}, "datasets": {"d": [{"a": 1}]}})
+    >>> isinstance(s["datasets"]["d"], bytes), s["data"]
+    (True, {'name': 'd'})
+    """
+    from streamlit import dataframe_util
+
+    out = dict(spec)
+    if "datasets" in out:
+        out["datasets"] = {name: rows if isinstance(rows, bytes)
+                           else dataframe_util.convert_anything_to_arrow_bytes(rows)
+                           for name, rows in out["datasets"].items()}
+    return out
+
+
 def confusion_chart(cm: np.ndarray, *, normalised: bool = False, diff: bool = False,
                     selectable: bool = False, height: int = 420) -> alt.LayerChart:
     """Rows = true class, columns = predicted class, each cell labelled with its value.
@@ -77,19 +98,21 @@ def confusion_spec(cm: np.ndarray, *, normalised: bool = False, diff: bool = Fal
     """:func:`confusion_chart` as a Vega-Lite spec for ``st.vega_lite_chart``, made once
     per matrix: Altair spends about 0.05 s of the server's CPU building and validating
     the chart, on every page view of every session otherwise."""
-    return confusion_chart(cm, normalised=normalised, diff=diff, selectable=selectable,
-                           height=height).to_dict()
+    return arrow_datasets(confusion_chart(cm, normalised=normalised, diff=diff,
+                                          selectable=selectable, height=height).to_dict())
 
 
 @st.cache_data(max_entries=1024, show_spinner=False)
-def test_digit_png(index: int, size: int = 84) -> bytes:
-    """Test image ``index`` enlarged to ``size`` pixels as PNG bytes, encoded once per
-    server: a gallery shows two dozen of them on every view, and Streamlit would otherwise
-    encode each image again at every rerun (most of the Errors page's CPU under load)."""
-    from core.imaging import enlarge, png_bytes
+def test_digit_url(index: int, size: int = 84) -> str:
+    """Test image ``index`` enlarged to ``size`` pixels as a PNG ``data:`` URL, made once
+    per server: a gallery shows two dozen on every view, and ``st.image`` passes a URL on
+    untouched, where it would open PNG bytes again and re-encode them as JPEG (a PNG
+    without alpha counts as a photo) each time (most of the Errors page's CPU under load)."""
+    from core.analysis import png_data_url
+    from core.imaging import enlarge
     from pages.common import mnist
 
-    return png_bytes(enlarge(mnist().x_test[index], size))
+    return png_data_url(enlarge(mnist().x_test[index], size))
 
 
 # -- the layer table ---------------------------------------------------------------------

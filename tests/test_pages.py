@@ -116,6 +116,67 @@ def test_confusion_chart_labels_cells_and_blanks_the_diagonal_of_a_difference():
     assert [p["name"] for p in spec["params"]] == [CELL]
 
 
+def _chart_and_image_page():
+    import numpy as np
+    import streamlit as st
+
+    from pages.widgets import confusion_spec, test_digit_url
+
+    st.vega_lite_chart(spec=confusion_spec(np.array([[5, 1], [0, 7]])), key="chart")
+    st.image(test_digit_url(3, 84), width=84)
+
+
+def test_cached_charts_and_digits_reach_the_browser_without_work_per_view():
+    """Under a class's load, converting chart rows to Arrow and re-encoding gallery PNGs as
+    JPEG at every view were a fifth of the server's page CPU: a cached spec now carries
+    its rows as Arrow bytes, and a gallery digit is a data URL, both passed on as they are."""
+    import base64
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+
+    from core.imaging import enlarge
+    from pages.common import mnist
+    from pages.widgets import confusion_chart, confusion_spec
+
+    cm = np.array([[5, 1], [0, 7]])
+    at = AppTest.from_function(_chart_and_image_page).run(timeout=TIMEOUT)
+    assert not at.exception
+    chart, image = at.main[0].proto, at.main[1].proto
+    (name, arrow), = confusion_spec(cm)["datasets"].items()
+    assert isinstance(arrow, bytes) and chart.datasets[0].name == name
+    assert chart.datasets[0].data.data == arrow                       # passed through
+    rows = pa.ipc.open_stream(arrow).read_all().to_pylist()
+    records = next(iter(confusion_chart(cm).to_dict()["datasets"].values()))
+    assert [(r["true"], r["predicted"], r["text"]) for r in rows] == \
+        [(r["true"], r["predicted"], r["text"]) for r in records]
+    url = image.imgs[0].url
+    assert url.startswith("data:image/png;base64,")                   # not re-encoded
+    png = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert (np.asarray(png) == enlarge(mnist().x_test[3], 84)).all()
+
+
+def test_snapshot_pictures_are_the_drawn_images_as_png_urls():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pages.train_replay import filters_image, picture_url
+
+    filters = np.random.default_rng(0).normal(size=(3, 3, 5)).astype(np.float16)
+    url = picture_url("filters", filters)
+    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    assert (png == filters_image(filters.astype(np.float32))).all()
+    probe = np.full((28, 28, 1), 0.5, np.float16)
+    png = Image.open(io.BytesIO(base64.b64decode(picture_url("probe", probe).split(",")[1])))
+    assert png.size == (28, 28) and set(np.asarray(png).ravel()) == {128}
+
+
 def test_layer_table_has_the_asked_columns_with_exact_counts():
     from core.presets import PRESETS
     from core.stats import summarize

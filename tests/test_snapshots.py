@@ -81,6 +81,26 @@ def test_damaged_or_missing_snapshots_read_as_none(tmp_path):
     assert read_snapshots(bad) is None
 
 
+def test_snapshots_are_decompressed_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """Compare and the replays read the same files at every view: the second read of an
+    unchanged file opens nothing, and an atomic save of new snapshots is read afresh."""
+    from core.storage import atomic_write_bytes
+
+    path = tmp_path / "snapshots.npz"
+    atomic_write_bytes(path, snapshots_bytes({"epoch": np.array([0.5, 1.0])}))
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    first, again = read_snapshots(path), read_snapshots(path)
+    assert list(first["epoch"]) == list(again["epoch"]) == [0.5, 1.0] and len(loads) == 1
+    with pytest.raises(ValueError):              # shared by every reader: read-only
+        first["epoch"][0] = 9.0
+    first["mine"] = np.zeros(1)                  # a reader's own dict, not the cached one
+    assert "mine" not in read_snapshots(path)
+    atomic_write_bytes(path, snapshots_bytes({"epoch": np.array([0.5, 1.0, 1.5])}))
+    assert list(read_snapshots(path)["epoch"]) == [0.5, 1.0, 1.5] and len(loads) == 2
+
+
 def test_bulky_cnn_snapshots_of_a_long_run_stay_under_1mb(small_data):
     """bulky_cnn has 32 first-layer filters and 28x28 maps; 30 epochs plus the first
     epoch's snapshots must still fit in 1 MB (thinned when needed)."""
