@@ -1,7 +1,7 @@
 """Work a page will need, done in the background before anyone asks for it.
 
-The Errors page opens on the first pretrained model, and its first view used to evaluate
-that model on the 10,000 test images while every visitor waited (about 20 s on a fresh
+The Errors page opens on the first pretrained model, compared with the second, and its
+first view used to evaluate them on the 10,000 test images while every visitor waited (about 20 s on a fresh
 server under load). :func:`start_errors_warm_up`, called at the server's first page view,
 does that evaluation on a low-priority thread (:mod:`core.priority`). It goes through
 :func:`core.evaluation.cached_evaluate`, so the page then only reads the probabilities
@@ -35,6 +35,17 @@ def warms_up_errors() -> bool:
     return os.environ.get("LAYERLAB_WARM_UP_ERRORS", "1") != "0"
 
 
+def errors_defaults(names: list[str]) -> list[str]:
+    """The models the Errors page opens on, from the pretrained ``names`` in the presets'
+    order: its model A and the model B it compares A with (under a class's load, 30
+    first views waited on B's evaluation once A's was warm).
+
+    >>> errors_defaults(["warmup_mlp", "small_cnn", "bulky_cnn"]), errors_defaults([])
+    (['warmup_mlp', 'small_cnn'], [])
+    """
+    return names[:2]
+
+
 def start_errors_warm_up() -> threading.Thread | None:
     """Start the Errors page's first evaluation in the background, once per process;
     the thread, or None when it is turned off."""
@@ -49,7 +60,7 @@ def start_errors_warm_up() -> threading.Thread | None:
 
 
 def _warm_errors() -> None:
-    """Evaluate the Errors page's default model on the test set (disk-cached), after the
+    """Evaluate the Errors page's default models on the test set (disk-cached), after the
     first page has had its moment: importing TensorFlow holds the interpreter's lock for
     seconds, which the first page view of a fresh server should not wait behind."""
     global errors_state
@@ -64,7 +75,8 @@ def _warm_errors() -> None:
         if names:
             priority.ensure_tensorflow()
             data = load_mnist()
-            evaluate_any(pretrained.load_model(names[0]), data.x_test, data.y_test)
+        for name in errors_defaults(names):
+            evaluate_any(pretrained.load_model(name), data.x_test, data.y_test)
         errors_state = "done"
     except Exception as exc:  # noqa: BLE001 - the page reports the problem when it comes
         _log.warning("The Errors page's warm-up failed", exc_info=exc)
