@@ -1,12 +1,14 @@
 """Work a page will need, done in the background before anyone asks for it.
 
-The Errors page opens on the first pretrained model, compared with the second, and its
-first view used to evaluate them on the 10,000 test images while every visitor waited (about 20 s on a fresh
-server under load). :func:`start_errors_warm_up`, called at the server's first page view,
-does that evaluation on a low-priority thread (:mod:`core.priority`). It goes through
-:func:`core.evaluation.cached_evaluate`, so the page then only reads the probabilities
-from disk, and a visitor who comes earlier waits on this very computation instead of
-starting a second one. ``LAYERLAB_WARM_UP_ERRORS=0`` turns it off (the tests do).
+The Errors page opens on the first pretrained model compared with the second, and its
+first view used to load both and evaluate them on the 10,000 test images while every
+visitor waited (about 20 s on a fresh server under load; Draw & inspect loaded its model
+the same way). :func:`start_errors_warm_up`, called at the server's first page view, does
+that on a low-priority thread (:mod:`core.priority`): the models are loaded into
+:func:`core.pretrained.shared_model`, which the pages use too, and the evaluations go
+through :func:`core.evaluation.cached_evaluate`, so the page then only reads the
+probabilities from disk, and a visitor who comes earlier waits on this very work instead
+of starting it a second time. ``LAYERLAB_WARM_UP_ERRORS=0`` turns it off (the tests do).
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ def warms_up_errors() -> bool:
     True
     """
     return os.environ.get("LAYERLAB_WARM_UP_ERRORS", "1") != "0"
+
+
+DRAW_MODEL = "small_cnn"     # the model Draw & inspect opens on
 
 
 def errors_defaults(names: list[str]) -> list[str]:
@@ -76,7 +81,9 @@ def _warm_errors() -> None:
             priority.ensure_tensorflow()
             data = load_mnist()
         for name in errors_defaults(names):
-            evaluate_any(pretrained.load_model(name), data.x_test, data.y_test)
+            evaluate_any(pretrained.shared_model(name), data.x_test, data.y_test)
+        if DRAW_MODEL in names:
+            pretrained.shared_model(DRAW_MODEL)      # loaded; its inspector is the page's
         errors_state = "done"
     except Exception as exc:  # noqa: BLE001 - the page reports the problem when it comes
         _log.warning("The Errors page's warm-up failed", exc_info=exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,6 +55,34 @@ def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
         raise StorageError(f"The pretrained weights {name}.keras could not be loaded "
                            f"because they are damaged. Regenerate them with "
                            f"`python -m core pretrain {name}`.") from None
+
+
+def shared_model(name: str) -> Any:
+    """The pretrained model of ``name`` from :data:`CACHED_DIR`, loaded once per server
+    process and shared by every page and session (they only read it) and by the pages'
+    warm-up (core/page_warm_up.py), which loads the first pages' models before anyone asks:
+    a load takes about a second of the interpreter's lock, and its compiled calls
+    (core/model_cache.py) belong to the model object. A preset shipped again while the
+    server runs is loaded afresh."""
+    folder = CACHED_DIR
+    path = folder / f"{name}.keras"
+    try:
+        stat = path.stat()
+        stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        stamp = None                            # load_model says what is missing
+    with _shared_lock:
+        lock = _shared_locks.setdefault(name, threading.Lock())
+    with lock:                                  # a second caller waits for this load
+        held = _shared.get(name)
+        if held is None or held[0] != stamp:
+            _shared[name] = (stamp, load_model(name, folder))
+        return _shared[name][1]
+
+
+_shared: dict[str, tuple[Any, Any]] = {}        # name -> (file stamp, model)
+_shared_locks: dict[str, threading.Lock] = {}
+_shared_lock = threading.Lock()
 
 
 def pretrain(name: str, out_dir: Path = CACHED_DIR,

@@ -156,9 +156,10 @@ def device_label() -> str:
 
 @st.cache_resource(show_spinner="Loading pretrained model…")
 def pretrained_model(name: str):
+    """The shared pretrained model (the pages' warm-up may have loaded it already)."""
     from core import pretrained
 
-    return pretrained.load_model(name)
+    return pretrained.shared_model(name)
 
 
 @st.cache_data(show_spinner=False)

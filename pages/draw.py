@@ -14,6 +14,7 @@ from core.imaging import (SEPARATOR, anchors, colorize, enlarge, labelled_grid, 
                           tile_grid)
 from core.inspector import (Inspection, Inspector, filter_images, inspector_for,
                             robustness_variants)
+from core.page_warm_up import DRAW_MODEL
 from core.preprocess import MAX_FILE_MB, EmptyDrawing, Step, as_digit, preprocess
 from core.wording import plain, plural
 from pages import handoff
@@ -215,7 +216,7 @@ if not choices:
             "cached_models/. Train one on the **Train** page, then come back.")
     st.stop()
 choice = handoff.model_select("draw", "Model", choices, widget_key="draw_model",
-                              default=PRETRAINED_PREFIX + "small_cnn")
+                              default=PRETRAINED_PREFIX + DRAW_MODEL)
 try:
     model = load_choice(choice)
     with st.spinner("Compiling the model's feature extractor (once per model)…"):

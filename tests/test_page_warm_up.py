@@ -22,6 +22,11 @@ def test_the_first_page_view_evaluates_the_errors_pages_default_model(open_page,
         result = evaluate_any(pretrained.load_model(name), mnist.x_test, mnist.y_test)
         assert result.confusion.sum() == len(mnist.y_test)
     assert evaluation.computed == before                  # read, not computed again
+    loads = []
+    monkeypatch.setattr(pretrained, "load_model", lambda *a: loads.append(a))
+    for name in (model_a, model_b, page_warm_up.DRAW_MODEL):   # the pages' models: loaded
+        assert pretrained.shared_model(name) is not None
+    assert loads == []
     page_warm_up.start_errors_warm_up()                   # once per server
     assert page_warm_up.errors_thread is thread
 

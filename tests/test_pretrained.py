@@ -88,3 +88,20 @@ def test_damaged_pretrained_files_are_refused_with_sentences(tmp_path):
                                            "valid JSON. Regenerate") as err:
         pretrained.load_record("broken", folder=tmp_path)
     assert str(tmp_path) not in str(err.value)
+
+
+def test_shared_models_load_once_per_file_version(tmp_path, monkeypatch):
+    """Pages and the warm-up share one model per preset; a preset shipped again while
+    the server runs (a new file) is loaded afresh."""
+    import shutil
+
+    for suffix in (".keras", ".json"):
+        shutil.copy(pretrained.CACHED_DIR / f"frontier_1k{suffix}", tmp_path)
+    monkeypatch.setattr(pretrained, "CACHED_DIR", tmp_path)
+    first = pretrained.shared_model("frontier_1k")
+    assert pretrained.shared_model("frontier_1k") is first
+    fresh = tmp_path / "new.keras"
+    shutil.copy(tmp_path / "frontier_1k.keras", fresh)
+    fresh.replace(tmp_path / "frontier_1k.keras")               # an atomic re-ship
+    again = pretrained.shared_model("frontier_1k")
+    assert again is not first and again.count_params() == first.count_params()
