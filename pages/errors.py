@@ -98,9 +98,11 @@ def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
     rows = st.columns(cols)
     for n, idx in enumerate(indices[:GALLERY_MAX]):
         with rows[n % cols]:
+            # one caption, not an image's and a second line's: two dozen fewer elements
+            # to send at every view of a gallery
             st.image(test_digit_url(int(idx), 84), width=84,
-                     caption=f"#{idx} · true {data.y_test[idx]}")
-            st.caption(probability_text(probs[idx]))
+                     caption=f"#{idx} · true {data.y_test[idx]}  \n"
+                             f"{probability_text(probs[idx])}")
             # five columns and a one-word label: the button is not cut to "✏ Insp…"
             # in a 1024 px window
             if st.button("Inspect", key=f"{key}_draw_{idx}", width="stretch",
