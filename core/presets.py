@@ -165,11 +165,12 @@ PRESETS: dict[str, Preset] = {
         # Separable convolutions cost 9·in + in·out weights where a full one costs 9·in·out.
         # Batch normalisation (4 numbers a channel here) bought less than the same numbers
         # spent on width; label smoothing hurt a network this small (it underfits); 80
-        # epochs gain ~0.1 point over 60. Seed 2 is the best of seeds 0-2 on
-        # validation; the test median is 98.83%, short of the 99.0% aimed at
+        # epochs gain ~0.1 point over 60. Seed 4 is the best of seeds 0-4 on validation
+        # (99.03%; test 98.84%, where seed 2's 98.97% would only be the pick on the test
+        # set); the test median is 98.83%, short of the 99.0% aimed at
         # (bench/frontier_bench.py, README "Smallest networks").
         Recipe(epochs=80, batch_size=128, learning_rate=0.01, schedule="one_cycle",
-               validation_split=0.05, seed=2),
+               validation_split=0.05, seed=4),
         997, 0.988),
 }
 
