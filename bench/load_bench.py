@@ -15,14 +15,18 @@ Two kinds of clients:
   the ten browsers themselves compete with the server for the CPU.
 
 ``--no-train`` measures the same without the training runs, ``--trainers N`` with N.
+By default the sessions start as soon as the runs have started, so they meet the runs'
+first seconds, when TensorFlow traces each train step (pure Python, holding the server's
+interpreter lock); ``--steady`` starts them once every run has taken its first steps.
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
-       [--trainers N]          (defaults: 30 sessions, 2 rounds, 2 trainers)
+       [--trainers N] [--steady]   (defaults: 30 sessions, 2 rounds, 2 trainers)
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -84,6 +88,24 @@ async def trainer(browser, url: str):
 async def still_training(page) -> bool:
     """Whether the run of a :func:`trainer` page is still training (its Stop is on)."""
     return await page.get_by_role("button", name="■ Stop").is_enabled()
+
+
+async def progress_text(page) -> str:
+    """Where a :func:`trainer` page's run stands, as its progress bar says it ("Epoch 1/30
+    · step 212/446…"), or "" when it shows none (queued or ended)."""
+    bar = page.locator("[data-testid=stProgress]")
+    return (await bar.first.inner_text()).strip() if await bar.count() else ""
+
+
+async def stepping(pages: list, timeout_s: float = 600) -> None:
+    """Wait until every :func:`trainer` page's run has taken a step of its first epoch
+    (its train step traced and running), or ``timeout_s`` passed."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        texts = [await progress_text(page) for page in pages]
+        if all(re.search(r"step [1-9]", text) for text in texts):
+            return
+        await asyncio.sleep(0.5)
 
 
 async def stop_training(page) -> None:
@@ -243,7 +265,7 @@ def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
 
 
 async def main(sessions: int, rounds: int, trainers: int = 2,
-               clients: str = "ws") -> None:
+               clients: str = "ws", steady: bool = False) -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2"})
     try:
         _util.wait_healthy(url, timeout=300, proc=proc)
@@ -254,8 +276,13 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
             # One after the other: two deep links at the same instant on a fresh server can
             # hit Streamlit's legacy multipage mode (see pages/common.py) and fail.
             training = [await trainer(browser, url) for _ in range(trainers)]
+            if steady:
+                await stepping(training)
+                print("the sessions start once the runs are stepping: "
+                      + "; ".join([await progress_text(page) for page in training]))
             m = await measure(url, proc.pid, browser, sessions, rounds, clients)
             at_end = sum([await still_training(page) for page in training])
+            stands = [await progress_text(page) for page in training]
             for page in training:
                 await stop_training(page)
             rss_rounds = []                 # one more session visiting every page again
@@ -264,6 +291,9 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
                 rss_rounds.append(server_rss_mb(proc.pid))
             await browser.close()
         report(m, sessions, rounds, clients, trainers, at_end)
+        if stands:       # a run's first epoch includes TensorFlow tracing its train step
+            print("the runs at the end of the sessions: "
+                  + "; ".join(text.replace("\n", " ") or "no progress shown" for text in stands))
         print(f"RSS over 10 more sessions visiting every page (training stopped): "
               f"{rss_rounds[0]:.0f} → {rss_rounds[-1]:.0f} MiB "
               f"({rss_rounds[-1] - rss_rounds[0]:+.0f} MiB; goal: bounded, ≤ 100 MB)")
@@ -279,10 +309,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--clients", choices=["ws", "chromium"], default="ws")
     ap.add_argument("--trainers", type=int, default=2, help="sessions training a run")
     ap.add_argument("--no-train", action="store_true", help="the same as --trainers 0")
+    ap.add_argument("--steady", action="store_true",
+                    help="start the sessions once every run has taken its first steps")
     return ap.parse_args(argv)
 
 
 if __name__ == "__main__":
     opts = parse(sys.argv[1:])
     asyncio.run(main(opts.sessions, opts.rounds, 0 if opts.no_train else opts.trainers,
-                     clients=opts.clients))
+                     clients=opts.clients, steady=opts.steady))
