@@ -45,8 +45,8 @@ def errors_defaults(names: list[str]) -> list[str]:
     order: its model A and the model B it compares A with (under a class's load, 30
     first views waited on B's evaluation once A's was warm).
 
-    >>> errors_defaults(["warmup_mlp", "small_cnn", "bulky_cnn"]), errors_defaults([])
-    (['warmup_mlp', 'small_cnn'], [])
+    >>> errors_defaults(["warmup_mlp", "bulky_cnn", "small_cnn"]), errors_defaults([])
+    (['warmup_mlp', 'bulky_cnn'], [])
     """
     return names[:2]
 
