@@ -26,6 +26,7 @@ import uuid
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from core import priority
@@ -152,18 +153,21 @@ def read_snapshots(path: Path) -> dict[str, Any] | None:
 
     A file is decompressed once per version (its inode, size and modification time, all
     new after an atomic save): Compare and the replays read the same files at every view.
+    A new version replaces the file's old one in the cache.
     """
     import numpy as np  # noqa: PLC0415
 
+    key = str(path)
     try:
-        stat = path.stat()
-        if not path.is_file() or stat.st_size > MAX_SNAPSHOT_FILE:
+        info = path.stat()
+        if not S_ISREG(info.st_mode) or info.st_size > MAX_SNAPSHOT_FILE:
             return None
-        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        version = (info.st_ino, info.st_size, info.st_mtime_ns)
         with _SNAPSHOT_LOCK:
-            if key in _SNAPSHOT_CACHE:
-                _SNAPSHOT_CACHE[key] = _SNAPSHOT_CACHE.pop(key)      # most recent last
-                return dict(_SNAPSHOT_CACHE[key])
+            held = _SNAPSHOT_CACHE.pop(key, None)
+            if held is not None and held[0] == version:
+                _SNAPSHOT_CACHE[key] = held                          # most recent last
+                return dict(held[1])
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
@@ -174,14 +178,14 @@ def read_snapshots(path: Path) -> dict[str, Any] | None:
     for value in arrays.values():
         value.flags.writeable = False         # shared by every reader of this version
     with _SNAPSHOT_LOCK:
-        _SNAPSHOT_CACHE[key] = arrays
+        _SNAPSHOT_CACHE[key] = (version, arrays)
         while len(_SNAPSHOT_CACHE) > SNAPSHOT_CACHE_FILES:
             _SNAPSHOT_CACHE.pop(next(iter(_SNAPSHOT_CACHE)))
     return dict(arrays)
 
 
 SNAPSHOT_CACHE_FILES = 16       # the eight presets' files and a class's recent runs
-_SNAPSHOT_CACHE: dict[tuple, dict[str, Any]] = {}
+_SNAPSHOT_CACHE: dict[str, tuple[tuple, dict[str, Any]]] = {}   # path -> (version, arrays)
 _SNAPSHOT_LOCK = threading.Lock()
 
 
