@@ -14,12 +14,18 @@ With ``--ship`` the chosen seed's run is written as the preset's shipped files
 the shipped model is the one the figures describe. The preset's recipe must then carry
 that seed, so ``python -m core train NAME`` trains the very same recipe.
 
-Usage: python bench/frontier_bench.py [PRESET ...] [--seeds 0,1,2] [--ship]
+``--jobs N`` trains the seeds in N processes at once; ``--store DIR`` keeps the runs in
+DIR (a run store), and ``--report-only --store DIR`` reports on (and with ``--ship``
+ships from) every finished run of the preset's current recipe kept there, any seed.
+
+Usage: python bench/frontier_bench.py [PRESET ...] [--seeds 0,1,2] [--jobs N]
+       [--store DIR] [--report-only] [--ship]
 """
 from __future__ import annotations
 
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +35,7 @@ import _util  # noqa: F401  (first: paths, MNIST_NPZ)
 
 from core.presets import get_preset
 from core.pretrained import CACHED_DIR, ship
-from core.runs import SNAPSHOTS_FILE, RunStore
+from core.runs import SNAPSHOTS_FILE, Run, RunStore
 from core.stats import summarize
 from core.training import TrainingJob, prepare_data
 
@@ -40,7 +46,7 @@ MINUTES = 10
 
 def train_seed(name: str, seed: int, store: RunStore) -> dict:
     """One run of ``name``'s recipe with ``seed`` (saved in ``store``, snapshots too):
-    validation, test, wall time and the job."""
+    validation, test, wall time and the run."""
     preset = get_preset(name)
     recipe = preset.recipe.replace(seed=seed)
     c0 = time.process_time()
@@ -48,13 +54,45 @@ def train_seed(name: str, seed: int, store: RunStore) -> dict:
                       data=prepare_data(recipe)).start()
     job.join()
     job.drain()
-    run = job.run
-    assert run.status == "finished", run.message
-    val = run.history["val_accuracy"][-1]
-    print(f"    {name} seed {seed}: validation {val:.4f}, test {run.test_accuracy:.4f}, "
-          f"{run.wall_time_s:.0f} s ({time.process_time() - c0:.0f} CPU s)", flush=True)
-    return {"seed": seed, "val": val, "test": run.test_accuracy, "wall": run.wall_time_s,
-            "job": job}
+    assert job.run.status == "finished", job.run.message
+    row = result(job.run)
+    print(f"    {name} seed {seed}: validation {row['val']:.4f}, test {row['test']:.4f}, "
+          f"{row['wall']:.0f} s ({time.process_time() - c0:.0f} CPU s)", flush=True)
+    return row
+
+
+def result(run: Run) -> dict:
+    """A finished run as the report reads it: seed, final validation and test accuracy,
+    wall time, the run itself."""
+    return {"seed": run.recipe["seed"], "val": run.history["val_accuracy"][-1],
+            "test": run.test_accuracy, "wall": run.wall_time_s, "run": run}
+
+
+def stored_results(name: str, store: RunStore) -> list[dict]:
+    """The finished runs of ``name``'s current recipe (any seed) kept in ``store``, by seed:
+    runs of an older recipe of the preset are left out."""
+    wanted = get_preset(name).recipe.to_dict()
+    runs = [r for r in store.list_runs() if r.name == name and r.status == "finished"
+            and {**r.recipe, "seed": wanted["seed"]} == wanted]
+    return sorted((result(r) for r in runs), key=lambda row: row["seed"])
+
+
+def train_in_processes(name: str, seeds: list[int], store_dir: Path, jobs: int) -> None:
+    """Each seed in its own process (``jobs`` at a time), all saving into ``store_dir``:
+    one interpreter lock per run, as separate users' runs would have on a cluster."""
+    pending = [subprocess.Popen([sys.executable, __file__, name, "--seeds", str(seed),
+                                 "--store", str(store_dir), "--train-only"])
+               for seed in seeds[:jobs]]
+    queue = seeds[jobs:]
+    while pending:
+        pending[0].wait()
+        if pending[0].returncode:
+            raise SystemExit(f"a seed's run of {name} failed (exit {pending[0].returncode})")
+        pending.pop(0)
+        if queue:
+            pending.append(subprocess.Popen(
+                [sys.executable, __file__, name, "--seeds", str(queue.pop(0)),
+                 "--store", str(store_dir), "--train-only"]))
 
 
 def choose(runs: list[dict]) -> dict:
@@ -84,31 +122,58 @@ def report(name: str, runs: list[dict]) -> None:
           + f"; slowest run {slowest / 60:.1f} min (goal ≤ {MINUTES} min)")
 
 
-def ship_chosen(name: str, run: dict, store: RunStore) -> None:
+def ship_chosen(name: str, row: dict, store: RunStore) -> None:
     """Write the chosen seed's run as the preset's shipped model, record and snapshots."""
-    job = run["job"]
-    snapshots = store.run_dir(job.run.id) / SNAPSHOTS_FILE
-    ship(name, job.model, job.run)
+    run = row["run"]
+    snapshots = store.run_dir(run.id) / SNAPSHOTS_FILE
+    ship(name, store.load_model(run.id), run)
     shutil.copyfile(snapshots, CACHED_DIR / f"{name}.snapshots.npz")
-    print(f"    shipped {name} (seed {run['seed']}) to {CACHED_DIR}")
-    if get_preset(name).recipe.seed != run["seed"]:
-        print(f"    now set seed={run['seed']} in {name}'s recipe (core/presets.py)")
+    print(f"    shipped {name} (seed {row['seed']}) to {CACHED_DIR}")
+    if get_preset(name).recipe.seed != row["seed"]:
+        print(f"    now set seed={row['seed']} in {name}'s recipe (core/presets.py)")
+
+
+def option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """The value after ``flag`` in ``argv`` (None when absent) and ``argv`` without both.
+
+    >>> option(["a", "--seeds", "0,1"], "--seeds")
+    ('0,1', ['a'])
+    """
+    if flag not in argv:
+        return None, argv
+    i = argv.index(flag)
+    return argv[i + 1], argv[:i] + argv[i + 2:]
 
 
 def main(argv: list[str]) -> None:
-    seeds, do_ship = [0, 1, 2], "--ship" in argv
-    argv = [a for a in argv if a != "--ship"]
-    if "--seeds" in argv:
-        i = argv.index("--seeds")
-        seeds = [int(s) for s in argv[i + 1].split(",")]
-        argv = argv[:i] + argv[i + 2:]
+    flags = {f for f in ("--ship", "--train-only", "--report-only") if f in argv}
+    argv = [a for a in argv if a not in flags]
+    seeds, argv = option(argv, "--seeds")
+    store_arg, argv = option(argv, "--store")
+    jobs, argv = option(argv, "--jobs")
+    seeds = [int(s) for s in (seeds or "0,1,2").split(",")]
     for name in argv or list(GOALS):
         with tempfile.TemporaryDirectory() as tmp:
-            store = RunStore(Path(tmp) / "runs")
-            runs = [train_seed(name, seed, store) for seed in seeds]
-            report(name, runs)
-            if do_ship:
-                ship_chosen(name, choose(runs), store)
+            store_dir = Path(store_arg or Path(tmp) / "runs")
+            store = RunStore(store_dir)
+            if "--train-only" in flags:
+                for seed in seeds:
+                    train_seed(name, seed, store)
+                continue
+            if "--report-only" not in flags:
+                if jobs:
+                    train_in_processes(name, seeds, store_dir, int(jobs))
+                else:
+                    for seed in seeds:
+                        train_seed(name, seed, store)
+            rows = [row for row in stored_results(name, RunStore(store_dir))
+                    if "--report-only" in flags or row["seed"] in seeds]
+            for row in rows:
+                print(f"    {name} seed {row['seed']}: validation {row['val']:.4f}, "
+                      f"test {row['test']:.4f}, {row['wall']:.0f} s")
+            report(name, rows)
+            if "--ship" in flags:
+                ship_chosen(name, choose(rows), RunStore(store_dir))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ MNIST_TRAIN = 60_000
 # Recipe settings under the names the Train page gives them.
 RECIPE_NAMES = {"train_subset": "training images", "validation_split": "validation split",
                 "learning_rate": "learning rate", "batch_size": "batch size",
-                "mixed_precision": "mixed precision", "label_smoothing": "label smoothing"}
+                "mixed_precision": "mixed precision", "label_smoothing": "label smoothing",
+                "split_seed": "validation split's seed", "teacher": "teacher",
+                "distill_weight": "teacher's weight",
+                "distill_temperature": "teacher's temperature"}
 
 
 def _shown(key: str, value: Any) -> bool:
@@ -91,9 +94,15 @@ def display_value(key: str, value: Any) -> str:
     ('on', '0.001')
     >>> display_value("validation_split", 0.1), display_value("schedule", "one_cycle")
     ('10%', 'one_cycle')
+    >>> display_value("split_seed", None), display_value("split_seed", 0)
+    ("the seed's", '0')
     """
     if key == "train_subset" and value is None:
         return f"all {MNIST_TRAIN:,}"
+    if key == "split_seed" and value is None:
+        return "the seed's"
+    if key == "teacher" and value is None:
+        return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if key == "validation_split" and isinstance(value, (int, float)):

@@ -86,7 +86,8 @@ def recipe_words(recipe: Recipe) -> str:
             f"{recipe.validation_split:.0%} held out for validation"
             f"{', light augmentation (shifts and rotations)' if recipe.augment else ''}"
             f"{f', label smoothing {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
-            f", seed {recipe.seed}.")
+            f", seed {recipe.seed}"
+            f"{f' (validation split of seed {recipe.split_seed})' if recipe.split_seed is not None else ''}.")
 
 
 def constants_code(recipe: Recipe) -> str:
@@ -99,6 +100,7 @@ def constants_code(recipe: Recipe) -> str:
     """
     return (f"# The run's recipe, exactly as Layer Lab trained it.\n"
             f"SEED = {recipe.seed!r}\n"
+            f"SPLIT_SEED = {recipe.data_seed!r}  # draws the validation images\n"
             f"LEARNING_RATE = {float(recipe.learning_rate)!r}\n"
             f"BATCH_SIZE = {recipe.batch_size!r}\n"
             f"VALIDATION_SPLIT = {float(recipe.validation_split)!r}\n"
@@ -197,13 +199,18 @@ def cells(spec: ModelSpec, recipe: Recipe, *, title: str = "",
            "it: float16 on a GPU, bfloat16 on a CPU with bfloat16 instructions); this code "
            "trains in float32, a little slower, with results that differ only by rounding."
            if recipe.mixed_precision else "")
+    taught = (f" The run learned from a teacher, the pretrained {recipe.teacher} (its "
+              f"answers made {recipe.distill_weight:.0%} of each training target, at "
+              f"temperature {recipe.distill_temperature:g}); this code learns from the "
+              f"labels alone, so expect a result a little below the run's."
+              if recipe.teacher else "")
     bn_text = (" After every epoch the batch-norm statistics are refitted to the current "
                "weights, as Layer Lab does, so short runs predict as well as they train."
                if batch_norm else "")
     return [
         ("markdown", f"# {markdown_text(title or spec.name)}: reproduce a Layer Lab run\n\n"
                      f"A {params:,}-parameter network for MNIST digits, trained with the "
-                     f"run's recipe: {recipe_words(recipe)}{reached}{gpu}\n\n"
+                     f"run's recipe: {recipe_words(recipe)}{reached}{gpu}{taught}\n\n"
                      f"Set `{ENV_IMAGES}` or `{ENV_EPOCHS}` for a quick check on fewer "
                      f"images or epochs; `MNIST_NPZ` names a local copy of `mnist.npz`."),
         ("markdown", "## Setup"),

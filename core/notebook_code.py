@@ -62,8 +62,8 @@ def to_float(images):
 (x_all, y_all), (x_test, y_test) = load_mnist()
 index = np.arange(len(y_all))
 if TRAIN_IMAGES:
-    index = stratified_subset(y_all, TRAIN_IMAGES, SEED)
-keep, held = stratified_split(y_all[index], VALIDATION_SPLIT, SEED)
+    index = stratified_subset(y_all, TRAIN_IMAGES, SPLIT_SEED)
+keep, held = stratified_split(y_all[index], VALIDATION_SPLIT, SPLIT_SEED)
 x_train, y_train = to_float(x_all[index[keep]]), y_all[index[keep]].astype("int32")
 x_val, y_val = to_float(x_all[index[held]]), y_all[index[held]].astype("int32")
 x_test, y_test = to_float(x_test), y_test.astype("int32")

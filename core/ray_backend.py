@@ -604,7 +604,17 @@ class RayJob(JobEvents):
                 "run": self.run.to_dict(), "files": self._resume_files(),
                 "test_limit": self.test_limit,
                 "probe_index": int(getattr(self, "probe_index", 0)),
-                "probe": None if probe is None else (probe[0], int(probe[1]))}
+                "probe": None if probe is None else (probe[0], int(probe[1])),
+                "teacher": self._teacher_answers()}
+
+    def _teacher_answers(self) -> Any:
+        """A distilling run's teacher answers for the training images (2.4 MB), computed
+        or read here: the workers have neither the presets' files nor the server's cache."""
+        if self.recipe.teacher is None or self.data is not None:
+            return None
+        from core.distill import teacher_probabilities  # noqa: PLC0415
+
+        return teacher_probabilities(self.recipe.teacher)
 
     def _resume_files(self) -> dict[str, bytes]:
         """The server's weights (and snapshots) of the run being resumed."""

@@ -126,6 +126,10 @@ class TrainingActor:
         if isinstance(data, dict):            # the server's MNIST, from the object store
             use_mnist(Mnist(source="the Ray object store", kind="ray", **data))
             data = None
+        if order.get("teacher") is not None:  # a distilling run: the server's teacher answers
+            from core.distill import provide  # noqa: PLC0415
+
+            provide(order["recipe"]["teacher"], order["teacher"])
         sweep_scratch()
         self.root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         self.store = RelayStore(self.root)

@@ -32,6 +32,26 @@ class Recipe:
     # pushed towards ever larger logits (0: plain cross-entropy). Records from before
     # this setting load with 0.
     label_smoothing: float = 0.0
+    # Which images are held out for validation (and drawn for a subset); None: the seed's.
+    # Fixed, seeds differ only in their weights and batches, so a choice among seeds on
+    # validation compares them on the same images (the frontier presets). Records from
+    # before this setting load with None: the split they were trained on.
+    split_seed: int | None = None
+    # Distillation (core/distill.py): a pretrained preset whose answers are blended into
+    # the training targets, how much of the target they make, and how far they are
+    # softened. None: learn from the labels alone.
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 1.0
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that draws the validation split and a subset.
+
+        >>> Recipe(seed=3).data_seed, Recipe(seed=3, split_seed=0).data_seed
+        (3, 0)
+        """
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +99,8 @@ class Recipe:
         whole("batch_size", 1, 8192)
         whole("epochs", 1, 200)
         whole("seed", 0, 2**31 - 1)
+        if self.split_seed is not None:
+            whole("split_seed", 0, 2**31 - 1)
         vs = self.validation_split
         if isinstance(vs, bool) or not isinstance(vs, (int, float)) or not math.isfinite(vs) \
                 or not 0 <= vs <= 0.5:
@@ -90,10 +112,29 @@ class Recipe:
                 or not 0 <= ls <= 0.5:
             raise SpecError(f"The label smoothing must be between 0 and 0.5 (typical: 0.1), "
                             f"got {ls!r}.")
+        self._check_teacher()
         for flag in ("augment", "mixed_precision"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"The recipe's {flag} must be true or false.")
         return self
+
+    def _check_teacher(self) -> None:
+        """The teacher is a preset (it ships pretrained); weight in (0, 1], T in [1, 20]."""
+        if self.teacher is not None:
+            from core.presets import PRESETS  # noqa: PLC0415  (presets import recipes)
+
+            if not isinstance(self.teacher, str) or self.teacher not in PRESETS:
+                raise SpecError(f"The teacher must be one of the presets "
+                                f"({', '.join(PRESETS)}), got {str(self.teacher)[:40]!r}.")
+        for name, low, high, typical in (("distill_weight", 0.0, 1.0, 0.5),
+                                         ("distill_temperature", 1.0, 20.0, 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or not low <= value <= high \
+                    or (name == "distill_weight" and value == 0):
+                raise SpecError(f"The recipe's {name.replace('_', ' ')} must be a number "
+                                f"{'above' if name == 'distill_weight' else 'from'} {low:g} "
+                                f"up to {high:g} (typical: {typical}), got {value!r}.")
 
 
 def lr_at(recipe: Recipe, step: int, total_steps: int) -> float:

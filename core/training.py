@@ -124,6 +124,13 @@ class TrainingData:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    # (N, 10) training targets when the recipe learns from a teacher (core/distill.py)
+    y_soft: np.ndarray | None = None
+
+    @property
+    def targets(self) -> np.ndarray:
+        """What the loss is computed against: the soft targets if any, else the labels."""
+        return self.y_train if self.y_soft is None else self.y_soft
 
 
 def prepare_data(recipe: Recipe, test_limit: int | None = None) -> TrainingData:
@@ -133,14 +140,22 @@ def prepare_data(recipe: Recipe, test_limit: int | None = None) -> TrainingData:
     mnist = load_mnist()
     idx = np.arange(len(mnist.y_train))
     if recipe.train_subset:
-        idx = stratified_subset(mnist.y_train, recipe.train_subset, recipe.seed)
+        idx = stratified_subset(mnist.y_train, recipe.train_subset, recipe.data_seed)
     y = mnist.y_train[idx]
-    keep, held = stratified_split(y, recipe.validation_split, recipe.seed)
+    keep, held = stratified_split(y, recipe.validation_split, recipe.data_seed)
     tidx = np.arange(len(mnist.y_test)) if not test_limit else \
         stratified_subset(mnist.y_test, test_limit, 0)
+    soft = None
+    if recipe.teacher:
+        from core.distill import soft_targets, teacher_probabilities  # noqa: PLC0415
+
+        soft = soft_targets(y[keep], teacher_probabilities(recipe.teacher)[idx[keep]],
+                            weight=recipe.distill_weight,
+                            temperature=recipe.distill_temperature)
     return TrainingData(to_float(mnist.x_train[idx[keep]]), y[keep].astype(np.int32),
                         to_float(mnist.x_train[idx[held]]), y[held].astype(np.int32),
-                        to_float(mnist.x_test[tidx]), mnist.y_test[tidx].astype(np.int32))
+                        to_float(mnist.x_test[tidx]), mnist.y_test[tidx].astype(np.int32),
+                        soft)
 
 
 def make_optimizer(recipe: Recipe):
@@ -165,7 +180,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, recipe: Recipe):
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    if recipe.label_smoothing:            # CategoricalCrossentropy smooths one-hot targets
+    if y.ndim == 1 and categorical(recipe):   # the categorical loss takes (N, 10) targets
         y = np.eye(10, dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
@@ -187,12 +202,22 @@ def augmenter(seed: int):
     ], name="augment")
 
 
+def categorical(recipe: Recipe) -> bool:
+    """Whether the recipe's loss takes (N, 10) targets: label smoothing or a teacher.
+
+    >>> categorical(Recipe()), categorical(Recipe(label_smoothing=0.1))
+    (False, True)
+    """
+    return bool(recipe.label_smoothing) or recipe.teacher is not None
+
+
 def make_loss(recipe: Recipe):
-    """Cross-entropy, label-smoothed when the recipe says so (then on one-hot targets,
-    which :func:`make_dataset` gives it; Keras' sparse loss cannot smooth)."""
+    """Cross-entropy, label-smoothed when the recipe says so; on (N, 10) targets (one-hot,
+    which :func:`make_dataset` gives it, or a teacher's soft ones) when it smooths or
+    distils (Keras' sparse loss cannot smooth)."""
     import keras  # noqa: PLC0415
 
-    if recipe.label_smoothing:
+    if categorical(recipe):
         return keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
     return "sparse_categorical_crossentropy"
 
@@ -457,7 +482,7 @@ class TrainingJob(JobEvents):
         callbacks.append(snapshots_for(self, data, steps))
         if self.store is not None:
             callbacks.append(EpochCheckpoint(self.store, run, self._warn))
-        model.fit(make_dataset(data.x_train, data.y_train, recipe), epochs=recipe.epochs,
+        model.fit(make_dataset(data.x_train, data.targets, recipe), epochs=recipe.epochs,
                   verbose=0, callbacks=callbacks)
         if nan.nan_step is not None:
             return "failed", (f"The loss became NaN at step {nan.nan_step} — lower the "

@@ -65,6 +65,11 @@ def recipe_rows(run_name: str, spec: ModelSpec, recipe: Recipe) -> pd.DataFrame:
             ("Light augmentation", "yes" if recipe.augment else "no"),
             ("Label smoothing", f"{recipe.label_smoothing:g}"),
             ("Mixed precision", "yes" if recipe.mixed_precision else "no")]
+    if recipe.split_seed is not None:
+        rows.append(("Validation split's seed", str(recipe.split_seed)))
+    if recipe.teacher:
+        rows.append(("Teacher", f"{recipe.teacher} (weight {recipe.distill_weight:g}, "
+                                f"temperature {recipe.distill_temperature:g})"))
     return pd.DataFrame(rows, columns=["Setting", "Value"])
 
 
@@ -178,6 +183,17 @@ if not busy:
                  "less overconfidence, often a little more accuracy.")
         if resume_run is not None:
             smoothing = defaults.label_smoothing
+        teachers = ["none", *PRESETS]
+        # A resumed run keeps its targets, as it keeps its loss.
+        teacher = st.columns(3)[0].selectbox(
+            "Learn from a teacher", teachers, disabled=resume_run is not None,
+            key=keep(f"tr_teach_{k}", defaults.teacher or "none", teachers),
+            help="Distillation: each training image's target blends its true digit with "
+                 "this pretrained preset's answer, so a small network is told which "
+                 "digits are ambiguous.")
+        teacher = None if teacher == "none" else teacher
+        if resume_run is not None:
+            teacher = defaults.teacher
     run_name = st.text_input("Run name", key=keep(f"tr_name_{k}", name), max_chars=48)
     remember()
 
@@ -186,7 +202,10 @@ if not busy:
         recipe = Recipe(optimizer=optimizer, learning_rate=lr, schedule=schedule,
                         batch_size=batch, epochs=epochs, validation_split=val,
                         augment=augment, train_subset=subsets[subset], seed=int(seed),
-                        mixed_precision=mixed, label_smoothing=smoothing).check()
+                        mixed_precision=mixed, label_smoothing=smoothing,
+                        split_seed=defaults.split_seed, teacher=teacher,
+                        distill_weight=defaults.distill_weight,
+                        distill_temperature=defaults.distill_temperature).check()
         check_cost(spec, recipe.batch_size)
         ceiling = ceiling_problem(recipe, REGISTRY.max_run_images)
         if ceiling:

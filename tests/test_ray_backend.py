@@ -299,3 +299,29 @@ def test_a_four_trial_sweep_runs_to_the_end_on_the_cluster(cluster, tmp_path, mo
     assert all(job.worker_pid not in (None, os.getpid()) for job in trial_jobs)
     assert result.chosen and result.chosen[0].val_accuracy == max(
         r.val_accuracy for r in result.records)
+
+
+def test_a_distilling_run_learns_from_the_servers_teacher_answers(cluster, tmp_path,
+                                                                  monkeypatch):
+    """The worker has no presets' files or cache of its own to trust: it trains on the
+    answers the server hands it. Answers that call every digit the next one (weight 1)
+    make a model that reads each test digit as the next one, which the teacher's own
+    answers never would."""
+    from core import distill
+    from core.data import load_mnist
+
+    monkeypatch.setattr(distill, "_provided", {})
+    shifted = np.eye(10, dtype=np.float32)[(load_mnist().y_train + 1) % 10]
+    distill.provide("fast_cnn", shifted)
+    store = RunStore(tmp_path / "runs")
+    recipe = Recipe(epochs=3, batch_size=32, learning_rate=3e-3, train_subset=1000,
+                    teacher="fast_cnn", distill_weight=1.0)
+    job = cluster.new_job(TINY, recipe, name="taught", workspace="w", store=store,
+                          test_limit=TEST_LIMIT)
+    events = follow(job.start(), ended)
+    job.join(timeout=30)
+    assert events[-1]["status"] == "finished", events[-1]["message"]
+    assert job.run.test_accuracy < 0.2
+    confusion = np.array(job.run.confusion)
+    next_digit = sum(confusion[d, (d + 1) % 10] for d in range(10))
+    assert next_digit > 0.5 * confusion.sum()

@@ -28,6 +28,14 @@ BAD_RECIPES = [
     ({"label_smoothing": True}, "label smoothing"),
     ({"label_smoothing": "0.1"}, "label smoothing"),
     ({"epochz": 3}, "unknown setting"),
+    ({"split_seed": -2}, "split_seed is -2"),
+    ({"split_seed": "0"}, "split_seed must be a whole number"),
+    ({"teacher": "gpt"}, "teacher must be one of the presets"),
+    ({"teacher": ["bulky_cnn"]}, "teacher must be one of the presets"),
+    ({"teacher": "bulky_cnn", "distill_weight": 0}, "distill weight must be a number above 0"),
+    ({"teacher": "bulky_cnn", "distill_weight": 1.5}, "distill weight"),
+    ({"distill_temperature": 0.5}, "distill temperature must be a number from 1"),
+    ({"distill_temperature": float("nan")}, "distill temperature"),
     ("not a dict", "must be an object"),
 ]
 
@@ -46,3 +54,14 @@ def test_a_recipe_round_trips_and_an_older_record_loads():
     older = recipe.to_dict()
     del older["label_smoothing"]                  # written before the setting existed
     assert Recipe.from_dict(older).label_smoothing == 0.0
+
+
+def test_settings_added_later_load_from_older_records_as_before():
+    """A record written before the split seed and the teacher existed trains as it did:
+    its split is its seed's and it learns from the labels alone."""
+    older = {k: v for k, v in Recipe(seed=3).to_dict().items()
+             if k not in ("split_seed", "teacher", "distill_weight", "distill_temperature")}
+    recipe = Recipe.from_dict(older)
+    assert recipe.split_seed is None and recipe.data_seed == 3 and recipe.teacher is None
+    fixed = Recipe(seed=3, split_seed=0, teacher="frontier_10k", distill_weight=0.3)
+    assert Recipe.from_dict(fixed.to_dict()) == fixed and fixed.data_seed == 0

@@ -92,6 +92,26 @@ def test_a_running_runs_recipe_is_shown_and_the_users_comes_back_after_stop(open
     assert at.text_input(key=f"tr_name_{K}").value == "long_one"
 
 
+def test_a_teacher_chosen_on_the_page_and_the_presets_fixed_split_reach_the_run(open_page):
+    """The teacher select box starts at the preset's (none) and what the user picks
+    trains; the preset's fixed validation split, which no widget shows, is kept."""
+    at = open_page("train")
+    set_recipe(at, 30, "1,000", "taught", preset="frontier_10k")
+    teacher = at.selectbox(key="tr_teach_Preset_frontier_10k")
+    assert teacher.value == "none" and "bulky_cnn" in teacher.options
+    teacher.set_value("fast_cnn").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    shown = running_recipe(at)
+    assert shown["Teacher"] == "fast_cnn (weight 0.5, temperature 1)"
+    assert shown["Validation split's seed"] == "0"
+    job = REGISTRY.get(next(iter(REGISTRY._jobs)))
+    assert (job.recipe.teacher, job.recipe.split_seed) == ("fast_cnn", 0)
+    at.button(key="train_stop").click().run()
+    until(at, lambda: not running_recipe(at))
+    assert at.selectbox(key="tr_teach_Preset_frontier_10k").value == "fast_cnn"
+
+
 def test_another_session_of_the_workspace_reattaches_and_cannot_start_a_second(open_page):
     first = open_page("train")
     set_recipe(first, 30, "5,000", "shared")

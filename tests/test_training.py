@@ -245,3 +245,15 @@ def test_progress_fraction_and_eta_for_a_resumed_job():
     assert p.eta_s == pytest.approx(7.5 * (1 - 0.375) / 0.375)
     p.apply({"kind": "done", "status": "stopped", "message": "Stopped by you."})
     assert p.done and p.eta_s is None
+
+
+def test_a_fixed_split_seed_holds_out_the_same_images_whatever_the_seed():
+    """Seeds compared on validation see the same held-out digits when the recipe fixes
+    the split; otherwise each seed draws its own (as records before the setting did)."""
+    base = Recipe(train_subset=2000, validation_split=0.1, split_seed=5)
+    a = prepare_data(base.replace(seed=0), test_limit=100)
+    b = prepare_data(base.replace(seed=1), test_limit=100)
+    assert np.array_equal(a.x_val, b.x_val) and np.array_equal(a.x_train, b.x_train)
+    c = prepare_data(base.replace(seed=1, split_seed=None), test_limit=100)
+    d = prepare_data(Recipe(train_subset=2000, validation_split=0.1, seed=1), test_limit=100)
+    assert not np.array_equal(a.x_val, c.x_val) and np.array_equal(c.x_val, d.x_val)
