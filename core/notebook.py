@@ -24,7 +24,7 @@ from typing import Any
 from core.export import build_model_lines
 from core.notebook_code import (BATCH_NORM_CODE, CURVES_CODE, DATA_CODE, EVALUATION_CODE,
                                  OPTIMIZERS, SCHEDULES, SETUP_CODE, SMOOTHED_LOSS_CODE,
-                                 STEP_CALLBACK)
+                                 STEP_CALLBACK, TAUGHT_LOSS_CODE, TEACHER_CODE)
 from core.presets import get_preset
 from core.recipe import Recipe
 from core.spec import ModelSpec, infer_shapes
@@ -86,6 +86,7 @@ def recipe_words(recipe: Recipe) -> str:
             f"{recipe.validation_split:.0%} held out for validation"
             f"{', light augmentation (shifts and rotations)' if recipe.augment else ''}"
             f"{f', label smoothing {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
+            f"{f', learning from the pretrained {recipe.teacher} (weight {recipe.distill_weight:g}, temperature {recipe.distill_temperature:g})' if recipe.teacher else ''}"
             f", seed {recipe.seed}"
             f"{f' (validation split of seed {recipe.split_seed})' if recipe.split_seed is not None else ''}.")
 
@@ -108,6 +109,10 @@ def constants_code(recipe: Recipe) -> str:
             f"EPOCHS = {recipe.epochs!r}\n"
             + (f"LABEL_SMOOTHING = {float(recipe.label_smoothing)!r}\n"
                if recipe.label_smoothing else "")
+            + (f"TEACHER_FILE = {recipe.teacher + '.keras'!r}  # the pretrained teacher\n"
+               f"DISTILL_WEIGHT = {float(recipe.distill_weight)!r}\n"
+               f"DISTILL_TEMPERATURE = {float(recipe.distill_temperature)!r}\n"
+               if recipe.teacher else "")
             + f"\n"
             f"# A quick check (CI) trains on fewer images or epochs; unset, the run is exact.\n"
             f"if os.environ.get({ENV_IMAGES!r}):\n"
@@ -158,6 +163,19 @@ def dataset_code(recipe: Recipe) -> str:
             "    return ds.prefetch(tf.data.AUTOTUNE)\n")
 
 
+def loss_code(recipe: Recipe) -> str:
+    """The loss the run needs beyond Keras' own: a teacher's (taking targets or digits,
+    smoothed too when the recipe smooths) or the smoothed one; none otherwise.
+
+    >>> loss_code(Recipe()), "def accuracy" in loss_code(Recipe(teacher="fast_cnn"))
+    ('', True)
+    """
+    if recipe.teacher:
+        smoothing = ", label_smoothing=LABEL_SMOOTHING" if recipe.label_smoothing else ""
+        return TAUGHT_LOSS_CODE.replace("{smoothing}", smoothing)
+    return SMOOTHED_LOSS_CODE if recipe.label_smoothing else ""
+
+
 def fit_code(recipe: Recipe, batch_norm: bool) -> str:
     """Compile with the run's optimizer and fit with its callbacks."""
     optimizer = OPTIMIZERS[recipe.optimizer].format(rate="learning_rate_at(0, total_steps)")
@@ -165,15 +183,17 @@ def fit_code(recipe: Recipe, batch_norm: bool) -> str:
     if batch_norm:
         callbacks.append("RecalibrateBatchNorm(x_train, validation)")
     validation = "" if batch_norm else "\n                    validation_data=validation,"
-    loss = "smoothed_crossentropy" if recipe.label_smoothing else \
-        '"sparse_categorical_crossentropy"'
+    loss = "taught_crossentropy" if recipe.teacher else "smoothed_crossentropy" \
+        if recipe.label_smoothing else '"sparse_categorical_crossentropy"'
+    metric = "accuracy" if recipe.teacher else '"accuracy"'
+    targets = "targets" if recipe.teacher else "y_train"
     return ("steps_per_epoch = math.ceil(len(x_train) / BATCH_SIZE)\n"
             "total_steps = steps_per_epoch * EPOCHS\n"
             f"model.compile(optimizer={optimizer},\n"
-            f"              loss={loss}, metrics=[\"accuracy\"])\n"
+            f"              loss={loss}, metrics=[{metric}])\n"
             "validation = (x_val, y_val) if len(x_val) else None\n"
             f"callbacks = [{', '.join(callbacks)}]\n"
-            f"history = model.fit(make_dataset(x_train, y_train), epochs=EPOCHS,{validation}\n"
+            f"history = model.fit(make_dataset(x_train, {targets}), epochs=EPOCHS,{validation}\n"
             f"                    callbacks=callbacks, verbose=2)\n")
 
 
@@ -199,10 +219,8 @@ def cells(spec: ModelSpec, recipe: Recipe, *, title: str = "",
            "it: float16 on a GPU, bfloat16 on a CPU with bfloat16 instructions); this code "
            "trains in float32, a little slower, with results that differ only by rounding."
            if recipe.mixed_precision else "")
-    taught = (f" The run learned from a teacher, the pretrained {recipe.teacher} (its "
-              f"answers made {recipe.distill_weight:.0%} of each training target, at "
-              f"temperature {recipe.distill_temperature:g}); this code learns from the "
-              f"labels alone, so expect a result a little below the run's."
+    taught = (f" It learns from a teacher, Layer Lab's pretrained {recipe.teacher}: "
+              f"download `{recipe.teacher}.keras` from the Models page beside this file."
               if recipe.teacher else "")
     bn_text = (" After every epoch the batch-norm statistics are refitted to the current "
                "weights, as Layer Lab does, so short runs predict as well as they train."
@@ -219,12 +237,13 @@ def cells(spec: ModelSpec, recipe: Recipe, *, title: str = "",
         ("markdown", "## Data\n\nThe same training subset and stratified validation split "
                      "as the app, chosen by the seed."),
         ("code", DATA_CODE),
+        *([("code", TEACHER_CODE)] if recipe.teacher else []),
         ("markdown", "## Model\n\n`keras.Input` first, then one named layer per line."),
         ("code", model_code(spec)),
         ("markdown", "## Training\n\nThe learning rate follows the run's schedule step by "
                      f"step.{bn_text}"),
         ("code", schedule_code(recipe) + "\n\n" + dataset_code(recipe)
-         + (SMOOTHED_LOSS_CODE if recipe.label_smoothing else "")),
+         + loss_code(recipe)),
         *([("code", BATCH_NORM_CODE)] if batch_norm else []),
         ("code", fit_code(recipe, batch_norm)),
         ("markdown", "The curves: training against held-out validation images."),

@@ -125,6 +125,41 @@ def smoothed_crossentropy(y_true, y_pred):
                                                  label_smoothing=LABEL_SMOOTHING)
 '''
 
+TEACHER_CODE = '''\
+# The teacher: Layer Lab's pretrained model of that preset (TEACHER_FILE, downloaded from
+# the Models page). Its answers for the training images, softened by the temperature and
+# blended with the true digits, are the targets this run learns from: a 4 the teacher
+# finds 9-like is taught as partly a 9.
+teacher = keras.models.load_model(TEACHER_FILE, compile=False)
+answers = teacher.predict(x_train, batch_size=1000, verbose=0).astype("float64")
+answers = np.clip(answers, 1e-12, 1.0) ** (1.0 / DISTILL_TEMPERATURE)
+answers /= answers.sum(axis=1, keepdims=True)
+targets = ((1 - DISTILL_WEIGHT) * np.eye(10)[y_train]
+           + DISTILL_WEIGHT * answers).astype("float32")
+'''
+
+TAUGHT_LOSS_CODE = '''
+
+
+def as_targets(y_true):
+    """(N, 10) targets as they are; digits (validation, evaluate) made one-hot."""
+    if len(y_true.shape) == 2 and y_true.shape[-1] == 10:
+        return y_true
+    return tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), "int32"), 10)
+
+
+def taught_crossentropy(y_true, y_pred):
+    """Cross-entropy against the blended targets while training, against the digits
+    themselves when evaluate() is given digits (Layer Lab's categorical loss)."""
+    return keras.losses.categorical_crossentropy(as_targets(y_true), y_pred{smoothing})
+
+
+def accuracy(y_true, y_pred):
+    """The share of images whose most likely digit is the target's."""
+    return tf.cast(tf.equal(tf.argmax(as_targets(y_true), axis=-1),
+                            tf.argmax(y_pred, axis=-1)), "float32")
+'''
+
 BATCH_NORM_CODE = '''\
 def recalibrate_batch_norm(model, images, max_images=1024, batch_size=256, seed=0):
     """Set each BatchNormalization layer's moving mean and variance to the exact

@@ -57,6 +57,20 @@ def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
                            f"`python -m core pretrain {name}`.") from None
 
 
+def model_file_bytes(name: str, folder: Path = CACHED_DIR) -> bytes:
+    """The shipped ``NAME.keras`` as it is on disk, for download (e.g. the teacher file a
+    distilling run's notebook loads)."""
+    from core.presets import get_preset  # noqa: PLC0415
+
+    get_preset(name)                       # a preset's name, never a path
+    try:
+        return (folder / f"{name}.keras").read_bytes()
+    except OSError:
+        _log.warning("cannot read the pretrained %s.keras", name, exc_info=True)
+        raise LayerLabError(f"The pretrained {name} could not be read. Regenerate it with "
+                            f"`python -m core pretrain {name}`.") from None
+
+
 def shared_model(name: str) -> Any:
     """The pretrained model of ``name`` from :data:`CACHED_DIR`, loaded once per server
     process and shared by every page and session (they only read it) and by the pages'

@@ -1,4 +1,6 @@
 """Models: a preset layer by layer — shapes, parameters, memory, compute, code."""
+import functools
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -96,6 +98,15 @@ d3.download_button("Download notebook (.ipynb)", notebook_for_preset(name),
 d4.download_button("Download training script (.py)", script_for_preset(name),
                    file_name=f"{name}_train.py", mime="text/x-python", key="models_dl_train",
                    help="The same as the notebook, as one Python script")
+if name in pretrained.available():
+    # read when clicked (a callable), not at every view of the page
+    st.download_button("Download the pretrained model (.keras)",
+                       functools.partial(pretrained.model_file_bytes, name),
+                       file_name=f"{name}.keras", mime="application/octet-stream",
+                       key="models_dl_keras", on_click="ignore",
+                       help="The shipped weights: load with keras.models.load_model; a "
+                            "run that learns from this preset as its teacher needs it "
+                            "beside its notebook")
 with st.expander("Keras code", expanded=False):
     st.code(script, language="python")
 

@@ -92,9 +92,18 @@ def test_recipe_settings_reach_the_code():
     assert "LABEL_SMOOTHING = 0.1" in smoothed.splitlines()
     assert "loss=smoothed_crossentropy" in smoothed and "label smoothing 0.1" in smoothed
     assert "this code trains in float32" in smoothed        # says it does not reproduce it
+    taught = to_script(spec, Recipe(teacher="bulky_cnn", distill_weight=0.4, split_seed=0,
+                                    seed=5))
+    for line in ("TEACHER_FILE = 'bulky_cnn.keras'  # the pretrained teacher",
+                 "DISTILL_WEIGHT = 0.4", "DISTILL_TEMPERATURE = 1.0", "SEED = 5",
+                 "SPLIT_SEED = 0  # draws the validation images"):
+        assert line in taught.splitlines()
+    assert "loss=taught_crossentropy, metrics=[accuracy]" in taught
+    assert "make_dataset(x_train, targets)" in taught and "Models page" in taught
     plain = to_script(spec, Recipe())
     assert "RandomRotation" not in plain and "StepLearningRate" not in plain
     assert "smoothed_crossentropy" not in plain and "LABEL_SMOOTHING" not in plain
+    assert "TEACHER" not in plain and "taught_crossentropy" not in plain
 
 
 def test_hostile_run_name_stays_text():
@@ -181,4 +190,30 @@ def test_models_page_offers_notebook_and_script(open_page):
         at.selectbox(key="models_preset").set_value(name).run()
         assert not at.exception
         labels = [button.proto.label for button in at.get("download_button")]
-        assert {"Download notebook (.ipynb)", "Download training script (.py)"} <= set(labels)
+        assert {"Download notebook (.ipynb)", "Download training script (.py)",
+                "Download the pretrained model (.keras)"} <= set(labels)
+
+
+@pytest.mark.slow
+def test_generated_script_of_a_taught_run_learns_from_the_teacher_file(quick, tmp_path):
+    """The script of a run with a teacher loads the downloaded teacher beside it, trains
+    on the blended targets and evaluates on the digits."""
+    import shutil
+
+    from core.pretrained import CACHED_DIR
+
+    quick.setenv(ENV_EPOCHS, "2")
+    shutil.copyfile(CACHED_DIR / "fast_cnn.keras", tmp_path / "fast_cnn.keras")
+    run = a_run(get_preset("small_cnn").spec,
+                Recipe(batch_size=64, learning_rate=3e-3, epochs=5, teacher="fast_cnn",
+                       label_smoothing=0.1, split_seed=0))
+    path = tmp_path / "run.py"
+    path.write_text(script_for_run(run))
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(printed(r"Test accuracy: ([\d.]+)", done.stdout)) >= 0.75
+    (tmp_path / "fast_cnn.keras").unlink()                  # without it: a clear failure
+    gone = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=dict(os.environ))
+    assert gone.returncode != 0 and "fast_cnn.keras" in gone.stderr

@@ -34,14 +34,50 @@ def test_there_is_code_for_every_schedule_and_optimizer_a_recipe_allows():
 def test_generated_data_is_the_apps_selection(mnist):
     from core.training import prepare_data
 
-    recipe = Recipe(train_subset=1234, validation_split=0.15, seed=7)
-    ns: dict = {"TRAIN_IMAGES": 1234, "VALIDATION_SPLIT": 0.15, "SEED": 7}
-    exec("import os\nimport numpy as np\nimport keras\n" + DATA_CODE, ns)
+    for recipe in (Recipe(train_subset=1234, validation_split=0.15, seed=7),
+                   Recipe(train_subset=1234, validation_split=0.15, seed=7, split_seed=2)):
+        ns: dict = {"TRAIN_IMAGES": 1234, "VALIDATION_SPLIT": 0.15, "SEED": 7,
+                    "SPLIT_SEED": recipe.data_seed}
+        exec("import os\nimport numpy as np\nimport keras\n" + DATA_CODE, ns)
+        app = prepare_data(recipe)
+        for ours, theirs in (("x_train", app.x_train), ("y_train", app.y_train),
+                             ("x_val", app.x_val), ("y_val", app.y_val),
+                             ("x_test", app.x_test), ("y_test", app.y_test)):
+            assert ns[ours].dtype == theirs.dtype and np.array_equal(ns[ours], theirs), ours
+
+
+def test_generated_teacher_targets_equal_the_apps(mnist):
+    """The notebook's blended targets from the downloaded teacher file are the app's."""
+    import keras
+
+    from core.pretrained import CACHED_DIR
+    from core.training import prepare_data
+
+    recipe = Recipe(train_subset=1000, validation_split=0.1, seed=1, teacher="fast_cnn",
+                    distill_weight=0.3, distill_temperature=2.0)
+    ns: dict = {"TRAIN_IMAGES": 1000, "VALIDATION_SPLIT": 0.1, "SEED": 1, "SPLIT_SEED": 1,
+                "TEACHER_FILE": str(CACHED_DIR / "fast_cnn.keras"), "DISTILL_WEIGHT": 0.3,
+                "DISTILL_TEMPERATURE": 2.0}
+    exec("import os\nimport numpy as np\nimport keras\n" + DATA_CODE + nc.TEACHER_CODE, ns)
     app = prepare_data(recipe)
-    for ours, theirs in (("x_train", app.x_train), ("y_train", app.y_train),
-                         ("x_val", app.x_val), ("y_val", app.y_val),
-                         ("x_test", app.x_test), ("y_test", app.y_test)):
-        assert ns[ours].dtype == theirs.dtype and np.array_equal(ns[ours], theirs), ours
+    assert ns["targets"].dtype == app.y_soft.dtype
+    np.testing.assert_allclose(ns["targets"], app.y_soft, atol=2e-5)
+
+
+def test_generated_taught_loss_takes_targets_or_digits():
+    import keras
+    import tensorflow as tf
+
+    ns: dict = {"keras": keras, "tf": tf}
+    exec(nc.TAUGHT_LOSS_CODE.replace("{smoothing}", ""), ns)
+    probs = np.array([[0.7, 0.2, 0.1] + [0.0] * 7, [0.1, 0.1, 0.8] + [0.0] * 7], "float32")
+    digits = np.array([0, 1])
+    onehot = np.eye(10, dtype="float32")[digits]
+    by_digit = np.asarray(ns["taught_crossentropy"](digits, probs))
+    np.testing.assert_allclose(by_digit, np.asarray(ns["taught_crossentropy"](onehot, probs)))
+    np.testing.assert_allclose(by_digit, -np.log([0.7, 0.1]), rtol=1e-5)
+    assert np.asarray(ns["accuracy"](digits, probs)).tolist() == [1.0, 0.0]
+    assert np.asarray(ns["accuracy"](onehot, probs)).tolist() == [1.0, 0.0]
 
 
 def test_generated_batch_norm_refit_equals_the_apps():

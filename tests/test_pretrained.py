@@ -105,3 +105,12 @@ def test_shared_models_load_once_per_file_version(tmp_path, monkeypatch):
     fresh.replace(tmp_path / "frontier_1k.keras")               # an atomic re-ship
     again = pretrained.shared_model("frontier_1k")
     assert again is not first and again.count_params() == first.count_params()
+
+
+def test_a_shipped_model_file_is_offered_as_it_is_and_only_a_presets():
+    from core.errors import LayerLabError
+    from core.pretrained import CACHED_DIR, model_file_bytes
+
+    assert model_file_bytes("fast_cnn") == (CACHED_DIR / "fast_cnn.keras").read_bytes()
+    with pytest.raises(LayerLabError, match="no preset called"):
+        model_file_bytes("../../etc/passwd")
