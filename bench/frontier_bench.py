@@ -35,6 +35,7 @@ import _util  # noqa: F401  (first: paths, MNIST_NPZ)
 
 from core.presets import get_preset
 from core.pretrained import CACHED_DIR, ship
+from core.recipe import Recipe
 from core.runs import SNAPSHOTS_FILE, Run, RunStore
 from core.stats import summarize
 from core.training import TrainingJob, prepare_data
@@ -71,28 +72,27 @@ def result(run: Run) -> dict:
 def stored_results(name: str, store: RunStore) -> list[dict]:
     """The finished runs of ``name``'s current recipe (any seed) kept in ``store``, by seed:
     runs of an older recipe of the preset are left out."""
-    wanted = get_preset(name).recipe.to_dict()
+    wanted = get_preset(name).recipe
     runs = [r for r in store.list_runs() if r.name == name and r.status == "finished"
-            and {**r.recipe, "seed": wanted["seed"]} == wanted]
+            and Recipe.from_dict(r.recipe).replace(seed=wanted.seed) == wanted]
     return sorted((result(r) for r in runs), key=lambda row: row["seed"])
 
 
 def train_in_processes(name: str, seeds: list[int], store_dir: Path, jobs: int) -> None:
     """Each seed in its own process (``jobs`` at a time), all saving into ``store_dir``:
     one interpreter lock per run, as separate users' runs would have on a cluster."""
-    pending = [subprocess.Popen([sys.executable, __file__, name, "--seeds", str(seed),
+    def spawn(seed: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, __file__, name, "--seeds", str(seed),
                                  "--store", str(store_dir), "--train-only"])
-               for seed in seeds[:jobs]]
-    queue = seeds[jobs:]
+
+    queue = list(seeds)
+    pending = [spawn(queue.pop(0)) for _ in range(min(jobs, len(queue)))]
     while pending:
-        pending[0].wait()
-        if pending[0].returncode:
-            raise SystemExit(f"a seed's run of {name} failed (exit {pending[0].returncode})")
-        pending.pop(0)
+        done = pending.pop(0)
+        if done.wait():
+            raise SystemExit(f"a seed's run of {name} failed (exit {done.returncode})")
         if queue:
-            pending.append(subprocess.Popen(
-                [sys.executable, __file__, name, "--seeds", str(queue.pop(0)),
-                 "--store", str(store_dir), "--train-only"]))
+            pending.append(spawn(queue.pop(0)))
 
 
 def choose(runs: list[dict]) -> dict:
