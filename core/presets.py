@@ -139,12 +139,13 @@ PRESETS: dict[str, Preset] = {
                                    GAP, OUT],
                   "All-convolutional, batch-normalised, global average pooling: about a "
                   "tenth of the take-home's small CNN."),
-        # 20 epochs with light augmentation; label smoothing did not help here (30 epochs
-        # with it: 99.45% against 99.49% for 15 without) (bench/frontier_bench.py, README).
-        # Seed 2: the best of seeds 0-2 on validation (99.60%; test 99.45%, where seed 0's
-        # 99.52% would have been the pick on the test set).
+        # 20 epochs of batches of 64 with light augmentation; label smoothing did not help
+        # here (30 epochs with it: 99.45% against 99.49% for 15 without). Every seed holds
+        # out the same images (split_seed=0), so seeds are compared on the same digits.
+        # Seed 1: the best of seeds 0-4 on validation (99.33%, tied with seed 3: the lower
+        # seed wins); test 99.47%, the seeds' median (bench/frontier_bench.py, README).
         Recipe(epochs=20, batch_size=64, learning_rate=0.01, schedule="one_cycle",
-               validation_split=0.05, augment=True, seed=2, split_seed=0),
+               validation_split=0.05, augment=True, seed=1, split_seed=0),
         9_858, 0.994),
     "frontier_3k": Preset(
         ModelSpec("frontier_3k", [*cbr(8), *cbr(8), pool(), *cbr(12), *cbr(10), GAP, OUT],
