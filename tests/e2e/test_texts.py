@@ -15,8 +15,10 @@ PAGES = [("Layer Lab", ""), ("Models", "models"), ("Compare", "compare"), ("Data
 # text with an ellipsis (a metric's value, a widget label), and any chart text (Vega's SVG) that Vega shortened with "…" or
 # that runs past the right edge of its chart (a legend wider than the chart is clipped);
 # Vega hides axis labels that would overlap (opacity 0): those are not shown, so not cut.
+# A page icon's emoji is not text: with a colour emoji font installed its glyph is 16 px in
+# Streamlit's 14 px box, drawn whole (seen in a screenshot), so icons are left out.
 OVERFLOWING = """() => [...document.querySelectorAll('[data-testid=stMain] *')]
-  .filter(el => el.textContent.trim())
+  .filter(el => el.textContent.trim() && el.dataset?.testid !== 'stIconEmoji')
   .filter(el => el instanceof SVGElement
           ? el.tagName === 'text' && el.getAttribute('opacity') !== '0' && getComputedStyle(el).opacity !== '0'
             && (el.textContent.includes('…') || el.getBoundingClientRect().right
