@@ -43,7 +43,9 @@ MAX_PENDING_EVENTS = 20_000
 class Progress:
     """What a page shows about a job, folded from its events."""
 
-    state: str = "queued"   # queued | running | finished | stopped | interrupted | failed
+    # queued | preparing (has its slot; data, teacher, model) | running | finished |
+    # stopped | interrupted | failed
+    state: str = "queued"
     queue_position: int | None = None
     epoch: int = 0                   # epochs completed (over the whole run, resumes too)
     epochs_total: int = 0
@@ -57,6 +59,7 @@ class Progress:
     message: str = ""
     warnings: list[str] = field(default_factory=list)
     device: str = ""
+    preparing: str = ""              # what a preparing job is doing, as a phrase
 
     job_epochs: int = 0              # epochs this job trains (a resume adds to earlier ones)
 
@@ -85,6 +88,9 @@ class Progress:
         kind = event["kind"]
         if kind == "queued":
             self.state, self.queue_position = "queued", event["position"]
+        elif kind == "preparing":
+            self.state, self.queue_position = "preparing", 0
+            self.preparing = event["what"]
         elif kind == "started":
             self.state, self.queue_position = "running", 0
             self.started_at = time.time()
@@ -156,6 +162,21 @@ def prepare_data(recipe: Recipe, test_limit: int | None = None) -> TrainingData:
                         to_float(mnist.x_train[idx[held]]), y[held].astype(np.int32),
                         to_float(mnist.x_test[tidx]), mnist.y_test[tidx].astype(np.int32),
                         soft)
+
+
+def preparing_words(recipe: Recipe, loads_data: bool) -> str:
+    """What a job does between taking its slot and its first step, as a phrase.
+
+    >>> preparing_words(Recipe(teacher="bulky_cnn"), True)
+    "Loading the images and bulky_cnn's answers for them (the first run with this teacher computes them, about half a minute), then building the model"
+    >>> preparing_words(Recipe(), False)
+    'Building the model'
+    """
+    if not loads_data:
+        return "Building the model"
+    teacher = (f" and {recipe.teacher}'s answers for them (the first run with this teacher "
+               f"computes them, about half a minute)" if recipe.teacher else "")
+    return f"Loading the images{teacher}, then building the model"
 
 
 def make_optimizer(recipe: Recipe):
@@ -460,6 +481,7 @@ class TrainingJob(JobEvents):
         policy = precision_policy(recipe, device.kind)
         # The recipe asks for mixed precision; the device decides what it is (or none).
         run.device = device.label + (f" · {policy.replace('_', ' ')}" if policy else "")
+        self._emit("preparing", what=preparing_words(recipe, self.data is None))
         data = self.data or prepare_data(recipe, self.test_limit)
         model = self._prepare_model(mixed=policy)
         run.params = int(model.count_params())

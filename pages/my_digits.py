@@ -90,6 +90,8 @@ def finetune_progress() -> None:
     p = job.snapshot()
     if p.state == "queued":
         st.warning(f"Waiting for a free training slot (position {p.queue_position or 1}).")
+    elif p.state == "preparing":
+        st.info(f"{p.preparing}…")
     else:
         st.progress(p.fraction, text=f"Fine-tuning: epoch {min(p.epoch + 1, p.epochs_total)}"
                                      f"/{p.epochs_total} · step {p.step}/{p.steps_per_epoch}")

@@ -283,6 +283,8 @@ def live(watching: str | None) -> None:
         width = plural(backend.current().max_parallel(), "run")
         st.warning(f"Waiting for a free training slot: position {p.queue_position or 1} in "
                    f"the queue (the server trains {width} at once).")
+    elif p.state == "preparing":
+        st.info(f"{p.preparing}…")
     elif p.state == "running":
         eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
         st.progress(p.fraction, text=f"Epoch {min(p.epoch + 1, p.epochs_total)}/"

@@ -102,6 +102,10 @@ def test_a_teacher_chosen_on_the_page_and_the_presets_fixed_split_reach_the_run(
     teacher.set_value("fast_cnn").run()
     at.button(key="train_start").click().run()
     assert not at.exception
+    # the teacher's pass (fast_cnn over 60,000 images, a few seconds) is said as such,
+    # not as a wait for a training slot
+    until(at, lambda: any("fast_cnn's answers" in box.value for box in at.info), 120)
+    assert not [w for w in at.warning if "free training slot" in w.value]
     shown = running_recipe(at)
     assert shown["Teacher"] == "fast_cnn (weight 0.5, temperature 1)"
     assert shown["Validation split's seed"] == "0"

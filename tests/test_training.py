@@ -41,7 +41,9 @@ def test_small_run_beats_chance_and_events_in_order(small_data, tmp_path):
     recipe = Recipe(epochs=2, batch_size=64, learning_rate=3e-3, train_subset=2000)
     events = run_to_end(TrainingJob(TINY, recipe, store=store, data=small_data))
     kinds = [e["kind"] for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "done"
+    # its slot taken, it says what it prepares (here the data is given: the model only)
+    assert kinds[:2] == ["preparing", "started"] and kinds[-1] == "done"
+    assert events[0]["what"] == "Building the model"
     assert kinds.count("epoch") == 2 and kinds.count("done") == 1
     assert [e["epoch"] for e in events if e["kind"] == "epoch"] == [1, 2]
     steps = [e["global_step"] for e in events if e["kind"] == "batch"]
