@@ -15,7 +15,7 @@ from core.evaluation import cell_indices, per_class_metrics
 from core.wording import plural
 from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
-from pages.widgets import CELL, confusion_spec, test_digit_url
+from pages.widgets import CELL, DIGIT, confusion_spec, gallery_spec
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -90,28 +90,37 @@ def probability_text(probs: np.ndarray) -> str:
     return " · ".join(f"{c}: {probs[c]:.0%}" for c in top)
 
 
-def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str,
-            cols: int = 5) -> None:
-    """Images with their top probabilities (of ``model_key``'s model) and a button sending
-    each to Draw with that model."""
+def clicked_digit(event, shown: tuple[int, ...]) -> int | None:
+    """The test index a gallery click selected, if it is one of ``shown`` (the selection
+    comes from the browser: anything else is ignored)."""
+    try:
+        points = (event.get("selection") or {}).get(DIGIT) or []
+        index = int(points[0]["index"])
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        return None
+    return index if index in shown else None
+
+
+def gallery(indices: np.ndarray, probs: np.ndarray, key: str, model_key: str) -> None:
+    """Images with their top probabilities (of ``model_key``'s model) in one chart; a
+    click on one sends it to Draw with that model."""
     data = mnist()
-    rows = st.columns(cols)
-    for n, idx in enumerate(indices[:GALLERY_MAX]):
-        with rows[n % cols]:
-            # one caption, not an image's and a second line's: two dozen fewer elements
-            # to send at every view of a gallery
-            st.image(test_digit_url(int(idx), 84), width=84,
-                     caption=f"#{idx} · true {data.y_test[idx]}  \n"
-                             f"{probability_text(probs[idx])}")
-            # five columns and a one-word label: the button is not cut to "✏ Insp…"
-            # in a 1024 px window
-            if st.button("Inspect", key=f"{key}_draw_{idx}", width="stretch",
-                         help="Open this image on the Draw & inspect page, with this "
-                              "model."):
-                send_to_draw(int(idx), model_key)
-    if len(indices) > GALLERY_MAX:
-        st.caption(f"Showing {GALLERY_MAX} of {plural(len(indices), 'image')}, most confident "
-                   f"first.")
+    shown = tuple(int(i) for i in indices[:GALLERY_MAX])
+    tops = tuple(f"#{i} · true {data.y_test[i]}" for i in shown)
+    lines = tuple(probability_text(probs[i]) for i in shown)
+    # a new chart after each send: coming back, the old click is not sent again
+    sent = st.session_state.get(f"{key}_sent", 0)
+    event = st.vega_lite_chart(spec=gallery_spec(shown, tops, lines), width="content",
+                               key=f"{key}_gallery_{sent}", on_select="rerun",
+                               selection_mode=[DIGIT])
+    index = clicked_digit(event, shown)
+    more = (f" Showing {GALLERY_MAX} of {plural(len(indices), 'image')}, most confident "
+            f"first." if len(indices) > GALLERY_MAX else "")
+    st.caption("Click a digit to open it on the Draw & inspect page, read by this model."
+               + more)
+    if index is not None:
+        st.session_state[f"{key}_sent"] = sent + 1
+        send_to_draw(index, model_key)
 
 
 st.title("❌ Errors")
@@ -224,5 +233,5 @@ with right:
                       "wrong in both": "both"}[which]]
     st.caption(f"{plural(len(picked), 'image')}, below; probabilities shown are model B's."
                if len(picked) else "None.")
-if len(picked):            # full width: room for each image's Inspect button
+if len(picked):            # full width: room for four digits a row
     gallery(picked, result_b.probabilities, "err_cmp", choice_b)

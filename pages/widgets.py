@@ -115,6 +115,55 @@ def test_digit_url(index: int, size: int = 84) -> str:
     return png_data_url(enlarge(mnist().x_test[index], size))
 
 
+DIGIT = "digit"          # a gallery chart's click selection (field ``index``)
+GALLERY_COLS, GALLERY_W, GALLERY_H = 4, 136, 124     # 4 a row: whole in a 1024 px window
+
+
+def gallery_frame(indices: Sequence[int], tops: Sequence[str], lines: Sequence[str],
+                  urls: Sequence[str], cols: int = GALLERY_COLS) -> pd.DataFrame:
+    """One row per digit of a gallery chart: its test index, picture, two caption lines
+    and its place in pixels (``x`` the centre, ``y`` the top), ``cols`` to a row.
+
+    >>> gallery_frame([7, 9], ["a", "b"], ["c", "d"], ["u", "v"], cols=1)[["index", "x", "y"]]
+       index   x    y
+    0      7  68    0
+    1      9  68  124
+    """
+    n = np.arange(len(indices))
+    return pd.DataFrame({"index": list(indices), "url": list(urls), "top": list(tops),
+                         "probs": list(lines), "x": (n % cols) * GALLERY_W + GALLERY_W // 2,
+                         "y": (n // cols) * GALLERY_H})
+
+
+def gallery_chart(frame: pd.DataFrame, size: int = 84,
+                  cols: int = GALLERY_COLS) -> alt.LayerChart:
+    """Digits laid out in a grid, each with its two caption lines; a click selects one
+    (selection :data:`DIGIT`, field ``index``). One chart, where a grid of pictures and
+    buttons took two elements a digit on every page view."""
+    rows = max(1, -(-len(frame) // cols))
+    place = {"x": alt.X("x:Q", scale=None, axis=None),
+             "y": alt.Y("y:Q", scale=None, axis=None)}
+    digit = alt.selection_point(name=DIGIT, fields=["index"], on="click", clear=False)
+    # (a tooltip titled "image" would be drawn as a picture by Vega's tooltip)
+    tips = [alt.Tooltip("top:N", title="test digit"), alt.Tooltip("probs:N", title="read as")]
+    pictures = alt.Chart(frame).mark_image(
+        width=size, height=size, align="center", baseline="top", cursor="pointer",
+    ).encode(url="url:N", tooltip=tips, **place).add_params(digit)
+    captions = [alt.Chart(frame).transform_calculate(y=f"datum.y + {size + dy}")
+                .mark_text(fontSize=11, baseline="middle").encode(text=f"{field}:N", **place)
+                for field, dy in (("top", 10), ("probs", 24))]
+    return alt.layer(pictures, *captions).properties(
+        width=cols * GALLERY_W, height=rows * GALLERY_H).configure_view(strokeWidth=0)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def gallery_spec(indices: tuple[int, ...], tops: tuple[str, ...],
+                 lines: tuple[str, ...]) -> dict:
+    """:func:`gallery_chart` of test images as a Vega-Lite spec, made once per content."""
+    urls = [test_digit_url(i, 84) for i in indices]
+    return arrow_datasets(gallery_chart(gallery_frame(indices, tops, lines, urls)).to_dict())
+
+
 # -- the layer table ---------------------------------------------------------------------
 LAYER_COLUMNS: dict[str, Callable[[LayerRow], object]] = {
     "#": lambda r: r.index,

@@ -94,18 +94,36 @@ def test_errors_page_matrix_cells_and_comparison(page, run_key):
     at.selectbox(key="err_true").set_value(3).run()
     at.selectbox(key="err_pred").set_value(3).run()
     assert not at.exception
-    inspect = [b for b in at.button if b.key and b.key.startswith("err_cell_draw_")]
-    assert len(inspect) == 24
-    index = int(inspect[0].key.rsplit("_", 1)[1])
-    inspect[0].click().run()
+    shown = gallery_indices(at, "err_cell")
+    assert len(shown) == 24
+    assert not [b for b in at.button if "_draw_" in (b.key or "")]   # one chart, no buttons
+    click_digit(at, "err_cell", shown[0])
     assert not at.exception
     sent = at.session_state["draw_image"]
     assert sent.shape == (28, 28) and sent.dtype == np.uint8
-    assert at.session_state["draw_image_index"] == index
+    assert at.session_state["draw_image_index"] == shown[0]
 
 
-def inspect_buttons(at: AppTest, prefix: str) -> list:
-    return [b for b in at.button if b.key and b.key.startswith(prefix)]
+def gallery_chart(at: AppTest, key: str):
+    """The gallery chart of ``key`` ("err_cell", "err_cmp") on the page."""
+    charts = [c for c in at.get("vega_lite_chart") if f"{key}_gallery_" in c.proto.id]
+    assert len(charts) == 1, [c.proto.id for c in at.get("vega_lite_chart")]
+    return charts[0]
+
+
+def gallery_indices(at: AppTest, key: str) -> list[int]:
+    """The test indices a gallery chart shows, in order (from its Arrow dataset)."""
+    import pyarrow as pa
+
+    chart = gallery_chart(at, key)
+    table = pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all()
+    return [int(i) for i in table.column("index").to_pylist()]
+
+
+def click_digit(at: AppTest, key: str, index, sent: int = 0) -> None:
+    """What a click on a gallery digit sends: the chart's selection, then a rerun."""
+    at.session_state[f"{key}_gallery_{sent}"] = {"selection": {"digit": [{"index": index}]}}
+    at.run()
 
 
 def test_errors_inspect_opens_draw_with_the_model_of_the_mistake(page, run_key, run_label):
@@ -113,9 +131,8 @@ def test_errors_inspect_opens_draw_with_the_model_of_the_mistake(page, run_key, 
     run, not Draw's default small_cnn: the model travels with the image."""
     at = page("errors")
     at.selectbox(key="err_model").set_value(run_key).run()
-    button = inspect_buttons(at, "err_cell_draw_")[0]        # the worst cell: a mistake
-    index = int(button.key.rsplit("_", 1)[1])
-    button.click().run()
+    index = gallery_indices(at, "err_cell")[0]              # the worst cell: a mistake
+    click_digit(at, "err_cell", index)
     assert not at.exception, at.exception
     assert at.title[0].value.endswith("Draw & inspect")
     picker = at.selectbox(key="draw_model")
@@ -126,15 +143,31 @@ def test_errors_inspect_opens_draw_with_the_model_of_the_mistake(page, run_key, 
     assert (at.session_state["drawn_digit"] == at.session_state["draw_image"]).all()
 
 
+def test_a_gallery_click_is_sent_once_and_a_forged_one_is_ignored(page):
+    """A selection is the browser's word: an index that is not a shown digit does
+    nothing; a real one opens Draw, and coming back does not send it again."""
+    at = page("errors")
+    shown = gallery_indices(at, "err_cell")
+    for forged in ("7; drop", None, 10**9, -1, [3]):
+        click_digit(at, "err_cell", forged)
+        assert not at.exception and at.title[0].value.endswith("Errors"), forged
+    click_digit(at, "err_cell", shown[1])
+    assert at.title[0].value.endswith("Draw & inspect")
+    assert at.session_state["draw_image_index"] == shown[1]
+    at.switch_page("pages/errors.py").run()
+    assert not at.exception and at.title[0].value.endswith("Errors")
+    assert "err_cell_gallery_1" in gallery_chart(at, "err_cell").proto.id   # a new chart
+
+
 def test_errors_inspect_in_the_comparison_sends_model_b(page, run_key, run_label):
     at = page("errors")
     at.selectbox(key="err_model").set_value(run_key).run()
     picker_b = at.selectbox(key="err_model_b")
     b_key = picker_b.value
     assert b_key != run_key
-    buttons = inspect_buttons(at, "err_cmp_draw_")
-    assert buttons, "no image differs between the two models"
-    buttons[0].click().run()
+    shown = gallery_indices(at, "err_cmp")
+    assert shown, "no image differs between the two models"
+    click_digit(at, "err_cmp", shown[0])
     assert not at.exception, at.exception
     assert at.selectbox(key="draw_model").value == b_key
 

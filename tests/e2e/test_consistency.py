@@ -1,5 +1,5 @@
 """Cross-page consistency in a real browser: what one page shows or sends is what the next
-page describes (issue 13 §4): Errors → Inspect keeps the model, the Draw panels describe
+page describes (issue 13 §4): a digit clicked on Errors keeps the model, the Draw panels describe
 the canvas, and a selected region belongs to one projection map."""
 from __future__ import annotations
 
@@ -36,7 +36,12 @@ def test_errors_inspect_opens_draw_with_the_model_of_the_mistake(small_cnn, serv
     open_page(page, server.url, "Errors")
     pick(page, "err_model", "bulky_cnn (pretrained)")
     expect(page.get_by_text("Images in a cell")).to_be_visible(timeout=SLOW_MS)
-    page.get_by_role("button", name="Inspect").first.click()
+    # the cell's digits are one chart: pictures drawn from their data URLs, clicked
+    pictures = page.locator("[class*=st-key-err_cell_gallery] svg g.mark-image image")
+    expect(pictures.first).to_be_visible(timeout=SLOW_MS)
+    assert pictures.first.get_attribute("href").startswith("data:image/png;base64,")
+    assert pictures.count() > 1
+    pictures.first.click()
     expect(page.locator("h1", has_text="Draw & inspect")).to_be_visible()
     expect(page.locator(".st-key-draw_model [role=combobox]")).to_have_value(
         "bulky_cnn (pretrained)")
