@@ -213,3 +213,27 @@ LAYERS: dict[str, LayerType] = {
         "Activation {activation}", new={"activation": "relu"}),
 }
 LAYER_TYPES = tuple(LAYERS)
+
+
+def layer_label(layer: dict[str, Any]) -> str:
+    """A layer's short label from the table's template, defaults filled in; the type
+    alone while a value the template needs is unset or the type is unknown.
+
+    >>> layer_label({"type": "Conv2D", "filters": 32, "kernel_size": 3})
+    'Conv2D 32 3×3'
+    >>> layer_label({"type": "Dense"}), layer_label({"type": "Flatten"})
+    ('Dense', 'Flatten')
+    """
+    kind = LAYERS.get(layer.get("type"))
+    if kind is None or not kind.label:
+        return str(layer.get("type"))
+    values = {name: layer.get(name, p.default) for name, p in kind.params.items()}
+    for name, p in kind.params.items():
+        if values[name] is None and p.same_as:
+            values[name] = values.get(p.same_as)
+    if any(v is None for v in values.values()):
+        return str(layer["type"])
+    try:
+        return kind.label.format(**values)
+    except (KeyError, ValueError, IndexError):
+        return str(layer["type"])

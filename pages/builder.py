@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import uuid
 
 import streamlit as st
@@ -9,7 +10,7 @@ import streamlit as st
 from core.errors import LayerLabError
 from core.export import to_keras_script
 from core.presets import PRESETS
-from core.layers import LAYER_TYPES, LAYERS, Param
+from core.layers import LAYER_TYPES, LAYERS, Param, layer_label
 from core.spec import ModelSpec, check_cost, check_spec, default_layer
 from core.stats import compare, human_bytes, human_count, summarize
 from core.wording import plain
@@ -37,10 +38,11 @@ def sane_stack(layers) -> bool:
     """Whether the session's stack is what this page writes: a list of dicts with a uid,
     a known type and values of each parameter's kind (anything else is started afresh)."""
     kinds = {"int": int, "float": (int, float), "bool": bool, "choice": str}
-    return isinstance(layers, list) and len(layers) <= 1_000 and all(
+    return isinstance(layers, list) and 0 < len(layers) <= 1_000 and all(
         isinstance(l, dict) and isinstance(l.get("uid"), str) and l.get("type") in LAYERS
         and all(l.get(n) is None or isinstance(l[n], kinds[p.kind])
-                for n, p in LAYERS[l["type"]].params.items()) for l in layers)
+                for n, p in LAYERS[l["type"]].params.items()) for l in layers) \
+        and len({l["uid"] for l in layers}) == len(layers)
 
 
 if not sane_stack(S.get("builder_layers")):
@@ -104,19 +106,23 @@ def param_widget(col, key: str, name: str, param: Param, value):
     return col.slider(label, param.low, top, int(value), key=key, format="localized")
 
 
-def layer_widgets(layer: dict) -> None:
+def layer_widgets(layer: dict, cols: int = 2) -> None:
     """The widgets of one layer; they write straight into the layer dict."""
     params = LAYERS[layer["type"]].params
     if not params:
         st.caption("No settings.")
         return
-    cols = st.columns(4)
+    columns = st.columns(cols)
     for n, (name, param) in enumerate(params.items()):
         value = layer.get(name, param.default)
         if value is None and not param.same_as:
             value = param.low                 # a required value not set yet
-        layer[name] = param_widget(cols[n % 4], f"b_{layer['uid']}_{name}", name, param,
-                                   value)
+        layer[name] = param_widget(columns[n % cols], f"b_{layer['uid']}_{name}", name,
+                                   param, value)
+
+
+def select(uid: str) -> None:
+    S.builder_selected = uid
 
 
 def move(i: int, delta: int) -> None:
@@ -130,42 +136,88 @@ def duplicate(i: int) -> None:
     clone = copy.deepcopy(S.builder_layers[i])
     clone["uid"] = uuid.uuid4().hex[:8]
     S.builder_layers.insert(i + 1, clone)
+    select(clone["uid"])
 
 
 def remove(i: int) -> None:
     del S.builder_layers[i]
+    if S.builder_layers:                     # the layer that took its place
+        select(S.builder_layers[min(i, len(S.builder_layers) - 1)]["uid"])
+
+
+def picked_layer(uids: list[str]) -> int:
+    """The index of the layer being edited: the session's choice, else the first."""
+    chosen = S.get("builder_selected")
+    return uids.index(chosen) if chosen in uids else 0
+
+
+def layer_editor(i: int, error) -> None:
+    """The chosen layer's actions and settings (one layer's widgets a view, not every
+    layer's: the page sent 200 elements a view with every layer open)."""
+    layer, n = S.builder_layers[i], len(S.builder_layers)
+    with st.container(border=True):
+        # one wrapping row: the four small buttons keep their icons in a narrow column
+        # (Streamlit's own icon font: "⧉" was a box where no system font had it)
+        head = st.container(horizontal=True, vertical_alignment="center")
+        head.markdown(f"**{i + 1}. {layer['type']}**", width="stretch")
+        head.button(":material/arrow_upward:", key="builder_up", on_click=move, args=(i, -1),
+                    disabled=i == 0, help="Move up")
+        head.button(":material/arrow_downward:", key="builder_down", on_click=move, args=(i, 1),
+                    disabled=i == n - 1, help="Move down")
+        head.button(":material/content_copy:", key="builder_dup", on_click=duplicate, args=(i,),
+                    help="Duplicate this layer")
+        head.button(":material/delete:", key="builder_del", on_click=remove, args=(i,), help="Remove",
+                    disabled=n == 1)
+        layer_widgets(layer)
+        if error is not None and error.layer == i + 1:
+            st.error(str(error), icon="⚠️")
+
+
+def take_widget_values(layer: dict) -> None:
+    """Copy the values its widgets hold now into ``layer``: the list above the editor is
+    drawn before the widgets run and would show a change one view late."""
+    for name in LAYERS[layer["type"]].params:
+        key = f"b_{layer['uid']}_{name}"
+        if key in S:
+            layer[name] = S[key]
 
 
 st.subheader("Layers")
-slots = []
-for i, layer in enumerate(S.builder_layers):
-    uid = layer["uid"]
-    with st.container(border=True):
-        head = st.columns([5, 1, 1, 1, 1])
-        head[0].markdown(f"**{i + 1}. {layer['type']}**")
-        head[1].button("↑", key=f"b_{uid}_up", on_click=move, args=(i, -1),
-                       disabled=i == 0, help="Move up")
-        head[2].button("↓", key=f"b_{uid}_down", on_click=move, args=(i, 1),
-                       disabled=i == len(S.builder_layers) - 1, help="Move down")
-        head[3].button("⧉", key=f"b_{uid}_dup", on_click=duplicate, args=(i,),
-                       help="Duplicate this layer")
-        head[4].button("✕", key=f"b_{uid}_del", on_click=remove, args=(i,), help="Remove")
-        layer_widgets(layer)
-        slots.append(st.empty())
-
+uids = [layer["uid"] for layer in S.builder_layers]
+for layer in S.builder_layers:
+    take_widget_values(layer)
 spec = current_spec()
 error = check_spec(spec)
-if error is not None and error.layer is not None and error.layer <= len(slots):
-    slots[error.layer - 1].error(str(error), icon="⚠️")
+left, right = st.columns([2, 3])
+with left:
+    chosen = picked_layer(uids)
+    labels = {l["uid"]: f"{n}. {layer_label(l)}" + (" ⚠️" if error is not None and
+                                                      error.layer == n else "")
+              for n, l in enumerate(S.builder_layers, 1)}
+    # a new radio for a new list (added, removed, moved or loaded layers), started on
+    # the session's choice
+    pick_key = "builder_pick_" + hashlib.sha1("|".join(uids).encode()).hexdigest()[:10]
+    st.radio("Layer to edit", uids, index=chosen, key=pick_key,
+             format_func=labels.__getitem__, on_change=lambda: select(S[pick_key]),
+             help="The stack from the input (top) to the output; pick a layer to change, "
+                  "move, duplicate or remove it.")
+with right:
+    layer_editor(chosen, error)
+spec = current_spec()               # the editor's widgets may have changed a value
+error = check_spec(spec)
+if error is not None and error.layer is not None and error.layer != chosen + 1:
+    st.error(str(error), icon="⚠️")
 
 c = st.columns([2, 2, 1])
 new_type = c[0].selectbox("Layer type", LAYER_TYPES, key="builder_new_type")
 position = c[1].number_input("Insert at position", 1, len(S.builder_layers) + 1,
                              max(len(S.builder_layers), 1), key="builder_new_pos",
                              help="Before the output layer by default.")
-if c[2].button("＋ Add layer", key="builder_add"):
-    S.builder_layers.insert(int(position) - 1,
-                            {"uid": uuid.uuid4().hex[:8], **default_layer(new_type)})
+# a plain "+": the full-width one is missing from common fonts (drawn as a box)
+if c[2].button("+ Add layer", key="builder_add"):
+    added = {"uid": uuid.uuid4().hex[:8], **default_layer(new_type)}
+    S.builder_layers.insert(int(position) - 1, added)
+    select(added["uid"])
     st.rerun()
 
 # -- live statistics ----------------------------------------------------------------------

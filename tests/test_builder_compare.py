@@ -25,31 +25,63 @@ def params(at: AppTest) -> str:
     return next(m.value for m in at.metric if m.label == "Parameters")
 
 
-def layer_buttons(at: AppTest, suffix: str) -> list:
-    return [b for b in at.button if b.key and b.key.endswith(suffix)]
+def layer_list(at: AppTest):
+    """The Builder's list of layers (a radio: pick the one to edit)."""
+    return next(r for r in at.radio if r.key.startswith("builder_pick_"))
+
+
+def layer_names(at: AppTest) -> list[str]:
+    return list(layer_list(at).options)
+
+
+def edit(at: AppTest, position: int) -> AppTest:
+    """Pick layer ``position`` (1-based) for the editor."""
+    uid = at.session_state["builder_layers"][position - 1]["uid"]
+    return layer_list(at).set_value(uid).run()
 
 
 def test_builder_add_remove_reorder_changes_exact_params(builder):
     at = builder()
     assert params(at) == "34,826"            # keras_example is the starting stack
+    assert layer_names(at) == ["1. Conv2D 32 3×3", "2. MaxPooling2D 2×2", "3. Conv2D 64 3×3",
+                               "4. MaxPooling2D 2×2", "5. Flatten", "6. Dropout 0.5",
+                               "7. Dense 10"]
     # add Dense 64 before the output: Dropout(1600) -> Dense 64 -> Dense 10
     at.selectbox(key="builder_new_type").set_value("Dense").run()
     at.button(key="builder_add").click().run()
     assert not at.exception
     assert params(at) == f"{320 + 18_496 + 1600 * 64 + 64 + 64 * 10 + 10:,}"   # 122,570
-    # remove it again (it sits at position 7)
-    layer_buttons(at, "_del")[6].click().run()
+    # the new layer is the one being edited; remove it again (it sits at position 7)
+    assert layer_names(at)[6] == "7. Dense 64" and at.markdown[0].value != ""
+    assert any(m.value == "**7. Dense**" for m in at.markdown)
+    at.button(key="builder_del").click().run()
     assert params(at) == "34,826"
     # move the Dropout (layer 6) above the Flatten (layer 5): same parameters, still valid
-    layer_buttons(at, "_up")[5].click().run()
-    types = [m.value for m in at.markdown if m.value.startswith("**")][:7]
-    assert types[4] == "**5. Dropout**" and types[5] == "**6. Flatten**"
+    edit(at, 6).button(key="builder_up").click().run()
+    assert layer_names(at)[4:6] == ["5. Dropout 0.5", "6. Flatten"]
+    assert any(m.value == "**5. Dropout**" for m in at.markdown)     # still edited
     assert params(at) == "34,826"
     # duplicate the first conv: 32 -> 32 adds 9,248 conv params and shrinks the flatten
-    layer_buttons(at, "_dup")[0].click().run()
+    edit(at, 1).button(key="builder_dup").click().run()
     assert not at.exception
     # conv(32)->conv(32): 24x24 -> pool 12 -> conv64 10 -> pool 5 -> 1600 flat
     assert params(at) == f"{320 + 9_248 + 18_496 + 16_010:,}"
+    assert any(m.value == "**2. Conv2D**" for m in at.markdown)      # the copy is edited
+
+
+def test_builder_sends_one_layers_widgets_and_its_list_follows_them(builder):
+    """One layer's widgets a view (the page sent every layer's before), and the list
+    shows a changed value in the same view, not one view late."""
+    at = builder()
+    assert len({s.key.split("_")[1] for s in [*at.slider, *at.selectbox, *at.checkbox]
+                if s.key.startswith("b_")}) == 1
+    next(s for s in at.slider if s.key.endswith("_filters")).set_value(24).run()
+    assert layer_names(at)[0] == "1. Conv2D 24 3×3"
+    edit(at, 3)
+    assert layer_names(at)[0] == "1. Conv2D 24 3×3"          # kept once its widgets go
+    assert next(s for s in at.slider if s.key.endswith("_filters")).value == 64
+    edit(at, 1)
+    assert next(s for s in at.slider if s.key.endswith("_filters")).value == 24
 
 
 def test_builder_slider_changes_params(builder):
@@ -63,11 +95,10 @@ def test_builder_slider_changes_params(builder):
 def test_builder_invalid_stack_inline_message_and_disabled_train(builder):
     at = builder()
     # move the Flatten (layer 5) to the top: conv after a flat vector
+    edit(at, 5)
     for _ in range(4):
-        ups = layer_buttons(at, "_up")
-        idx = [m.value for m in at.markdown if m.value.startswith("**")].index(
-            next(m.value for m in at.markdown if "Flatten" in m.value))
-        ups[idx].click().run()
+        at.button(key="builder_up").click().run()
+    assert layer_names(at)[0] == "1. Flatten" and layer_names(at)[1].endswith("⚠️")
     assert not at.exception
     errors = [e.value for e in at.error]
     assert any("Layer 2 (Conv2D) needs a 2-D feature map but gets a flat vector from "
@@ -173,6 +204,7 @@ def test_builder_no_change_is_neutral_and_a_drop_is_green(builder):
 
 def test_builder_last_layer_relu_names_its_activation(builder):
     at = builder()
+    edit(at, 7)
     next(s for s in reversed(at.selectbox) if s.key.endswith("_activation")) \
         .set_value("relu").run()
     errors = " ".join(e.value for e in at.error)

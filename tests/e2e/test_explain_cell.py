@@ -99,8 +99,9 @@ def build_and_train(page: Page, url: str, name: str) -> None:
     open_app(page, url, "Builder", path="builder")
     choose(page, "builder_new_type", "BatchNormalization")
     type_number(page, "builder_new_pos", 2)
-    page.get_by_role("button", name="＋ Add layer").click()
-    expect(page.get_by_text("2. BatchNormalization", exact=True)).to_be_visible()
+    page.get_by_role("button", name="+ Add layer").click()
+    expect(page.locator("[class*=st-key-builder_pick_]").get_by_text(
+        "2. BatchNormalization", exact=True)).to_be_visible()
     wait_idle(page)
     page.get_by_role("button", name="🏋️ Train this").click()
     expect(page.locator("h1", has_text="Train")).to_be_visible()

@@ -57,10 +57,13 @@ def test_the_builder_picture_follows_the_stack(server, page):
     assert before.startswith("<svg") and "Conv2D 32 3×3" in before
     # a new layer: one more box, labelled
     choose(page, "builder_new_type", "BatchNormalization")
-    page.get_by_role("button", name="＋ Add layer").click()
+    page.get_by_role("button", name="+ Add layer").click()
     expect(labels(chart)).to_have_count(count + 1)
     expect(labels(chart).filter(has_text=re.compile(r"^BatchNormalization"))).to_have_count(1)
     # an altered layer: the first Conv2D's filters 32 -> 33, its label and shape follow
+    # (the new layer is the one being edited: pick the first in the list)
+    page.locator("[class*=st-key-builder_pick_]").get_by_text("1. Conv2D 32 3×3").click()
+    wait_idle(page)
     filters = page.locator("[class*=st-key-b_][class*=_filters] input[type=range]").first
     filters.focus()
     filters.press("ArrowRight")
