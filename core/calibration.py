@@ -143,4 +143,7 @@ def recalibrate_batch_norm(model: Any, images: np.ndarray, *,
             for i in range(0, len(sample), batch_size))
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(var.astype(np.float32))
+    from core.evaluation import forget_fingerprint  # noqa: PLC0415
+
+    forget_fingerprint(model)           # new weights without an optimizer step
     return len(layers)

@@ -83,7 +83,11 @@ def _warm_errors() -> None:
         for name in errors_defaults(names):
             evaluate_any(pretrained.shared_model(name), data.x_test, data.y_test)
         if DRAW_MODEL in names:
-            pretrained.shared_model(DRAW_MODEL)      # loaded; its inspector is the page's
+            # loaded and its inspector compiled: a class opening Draw at once otherwise
+            # waits, every session, on one compile of several seconds
+            from core.inspector import inspector_for  # noqa: PLC0415
+
+            inspector_for(pretrained.shared_model(DRAW_MODEL))
         errors_state = "done"
     except Exception as exc:  # noqa: BLE001 - the page reports the problem when it comes
         _log.warning("The Errors page's warm-up failed", exc_info=exc)

@@ -62,8 +62,31 @@ def test_model_fingerprint_follows_weights(small_model):
     other = keras.models.clone_model(small_model)
     other.set_weights(w)
     assert ev.model_fingerprint(other) != fp
-    clone.set_weights(w)                       # trained further in place: a new identity
+    clone.set_weights(w)                       # changed in place, outside an optimizer:
+    ev.forget_fingerprint(clone)               # its changer says so
     assert ev.model_fingerprint(clone) == ev.model_fingerprint(other)
+
+
+def test_a_fingerprint_is_kept_until_the_model_trains_or_is_recalibrated(mnist):
+    """Kept per model object (the weights are not read again at every page view), and
+    new after an optimizer step on the very same object (a resumed run) or a batch-norm
+    recalibration."""
+    from core import pretrained
+    from core.calibration import recalibrate_batch_norm
+    from core.data import to_float
+
+    model = pretrained.load_model("fast_cnn")
+    first = ev.model_fingerprint(model)
+    reads = []
+    model.get_weights = lambda original=model.get_weights: reads.append(1) or original()
+    assert ev.model_fingerprint(model) == first and not reads
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(to_float(mnist.x_train[:64]), mnist.y_train[:64], batch_size=64, verbose=0)
+    trained = ev.model_fingerprint(model)
+    assert trained != first and len(reads) == 1
+    assert ev.model_fingerprint(model) == trained and len(reads) == 1
+    assert recalibrate_batch_norm(model, mnist.x_train[:256].astype("float32") / 255) > 0
+    assert ev.model_fingerprint(model) not in (first, trained) and len(reads) == 2
 
 
 def test_a_damaged_cache_file_is_computed_again(small_model, mnist, tmp_path):

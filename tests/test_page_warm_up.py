@@ -27,6 +27,8 @@ def test_the_first_page_view_evaluates_the_errors_pages_default_model(open_page,
     for name in (model_a, model_b, page_warm_up.DRAW_MODEL):   # the pages' models: loaded
         assert pretrained.shared_model(name) is not None
     assert loads == []
+    from core import model_cache                           # Draw's inspector: compiled
+    assert "inspector" in model_cache.names(pretrained.shared_model(page_warm_up.DRAW_MODEL))
     page_warm_up.start_errors_warm_up()                   # once per server
     assert page_warm_up.errors_thread is thread
 
