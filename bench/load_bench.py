@@ -180,8 +180,9 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
                               for p in fwd.navigation.app_pages})
             elif kind == "delta" and fwd.delta.new_element.WhichOneof("type") == "exception":
                 errors.append(f"exception: {fwd.delta.new_element.exception.message[:80]}")
-            elif kind == "script_finished":
-                return
+            elif kind == "script_finished" and \
+                    fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return            # (as a browser: a run ended for a rerun is not the page)
 
     await request("")
     for rnd in range(rounds):

@@ -70,11 +70,27 @@ def _route_legacy_runs_through_app() -> None:
     script_runner._mpa_v1 = _run_entry_point
     if PagesManager.uses_pages_directory and get_script_run_ctx() is not None:
         PagesManager.uses_pages_directory = False
+        _rerun_after_this_import()
+
+
+def _rerun_after_this_import() -> None:
+    """Ask for a rerun that stops the script at its next Streamlit call, not here.
+
+    ``st.rerun()`` raises at once, and raised inside this module's import it failed the
+    import: a page thread waiting on the same import then took the half-run module object
+    ("cannot import name 'device_label'", 10 of 30 sessions of a class opening a fresh
+    server at once; tests/test_pages.py). A queued request lets the import finish.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+
+    ctx = get_script_run_ctx()
+    try:
+        ctx.script_requests.request_rerun(RerunData(
+            query_string=ctx.query_string, page_script_hash=ctx.page_script_hash))
+    except (AttributeError, TypeError) as exc:     # Streamlit changed: the old way
+        log.warning("Streamlit's rerun request changed (%r); rerunning at once", exc)
         st.rerun()
-
-
-_keep_keras_state_between_reruns()
-_route_legacy_runs_through_app()
 
 
 def init_session() -> None:
@@ -287,3 +303,8 @@ def show_error(err: Exception) -> None:
         st.error("Something went wrong on the server. Reload the page and try again; if it "
                  "keeps happening, tell the person who runs Layer Lab (the details are in "
                  "the server's log).", icon="⚠️")
+
+
+# Last, so that the module is whole even if a rerun is raised here (see above).
+_keep_keras_state_between_reruns()
+_route_legacy_runs_through_app()

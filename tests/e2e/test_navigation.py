@@ -27,6 +27,31 @@ def test_deep_link_on_a_fresh_server_gets_the_sidebar(fresh_server, page):
     assert "Traceback" not in fresh_server.log_text()
 
 
+def test_a_class_opening_a_fresh_server_at_once_gets_no_error(fresh_server, monkeypatch):
+    """30 sessions open a new server at the same moment (a class after a restart). The
+    first run's rerun out of Streamlit's legacy mode was raised inside pages/common.py's
+    import, failing it; sessions waiting on that import took the half-run module
+    ("cannot import name 'device_label'"): 10 of 30 saw an error page."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
+    from load_bench import ws_student          # the load bench's own client
+
+    times, errors = [], []
+
+    async def class_at_once() -> None:
+        await asyncio.gather(*(ws_student(fresh_server.url, 1, times, errors)
+                               for _ in range(30)))
+
+    # a thread of its own: playwright's sync API may hold this thread's event loop
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, class_at_once()).result(timeout=600)
+    assert errors == [] and len(times) == 30 * 7
+    assert "Traceback" not in fresh_server.log_text()
+
+
 def test_sidebar_lists_every_page_and_opens_one(server, page):
     open_app(page, server.url, "Layer Lab")
     bar = sidebar(page)
