@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 from core.errors import SpecError
 from core.layers import (ACTIVATIONS, LAYER_TYPES, LAYERS, PADDINGS, Param,  # noqa: F401
-                         WindowTooLarge)
+                         WindowTooLarge, layer_label)
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -117,8 +117,7 @@ class LayerInfo:
     @property
     def label(self) -> str:
         """E.g. 'Conv2D 32 3×3', 'MaxPooling2D 2×2', 'Dense 128' (the table's template)."""
-        template = LAYERS[self.type].label
-        return template.format(**self.params) if template else self.type
+        return layer_label({"type": self.type, **self.params})
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
