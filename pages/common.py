@@ -79,7 +79,8 @@ def _rerun_after_this_import() -> None:
     ``st.rerun()`` raises at once, and raised inside this module's import it failed the
     import: a page thread waiting on the same import then took the half-run module object
     ("cannot import name 'device_label'", 10 of 30 sessions of a class opening a fresh
-    server at once; tests/test_pages.py). A queued request lets the import finish.
+    server at once; tests/e2e/test_navigation.py). A queued request lets the import
+    finish.
     """
     from streamlit.runtime.scriptrunner import get_script_run_ctx
     from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
