@@ -31,28 +31,23 @@ import logging
 import math
 import os
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from core.backend import BackendInfo, LocalBackend, set_current
 from core.errors import LayerLabError
-from core.ray_worker import RELAYED_FILES, TrainingActor
+from core.ray_worker import TrainingActor
 from core.recipe import Recipe
-from core.runs import CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE, Run, RunStore
-from core.spec import ModelSpec, infer_shapes
-from core.storage import atomic_write_bytes, save_error
-from core.training import JobEvents, Progress, job_run
+from core.remote_job import POLL_S, RemoteJob
+from core.spec import ModelSpec
+from core.training import Progress
 from core.wording import plural
 
 _log = logging.getLogger(__name__)
 NAMESPACE = "layerlab"
-POLL_S = 0.3                  # server polls of a running actor: events reach pages at ~3 Hz
 CALL_TIMEOUT_S = 10.0         # any single answer from the cluster
-LOST_AFTER_S = 30.0           # no answer about a run for this long: the cluster is gone
 CONNECT_TIMEOUT_S = 5.0       # joining a cluster (a TCP check first, then ray.init)
 VIEW_TTL_S = 5.0              # the sidebar's cluster view is refreshed at most this often
 SILENT_AFTER_S = 15.0         # a refresh this late says the cluster is not answering
@@ -446,136 +441,55 @@ class RayBackend:
 
 
 # -- the server side of one job -------------------------------------------------------------
-class RemoteSnapshots:
-    """The newest snapshot of a remote job, for the live view (as core.snapshot_callback)."""
+class RayJob(RemoteJob):
+    """One run trained by a Ray actor (the shared half is :class:`core.remote_job.RemoteJob`)."""
 
-    def __init__(self, snap: dict[str, Any], meta: dict[str, Any]) -> None:
-        self.snap, self._meta = snap, meta
-
-    def latest(self) -> dict[str, Any] | None:
-        return self.snap
-
-    def meta(self) -> dict[str, Any]:
-        return self._meta
-
-
-def model_bytes(model: Any) -> bytes:
-    """A keras model as the bytes of its ``.keras`` file."""
-    with tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
-        path = Path(tmp) / MODEL_FILE
-        model.save(path)
-        return path.read_bytes()
-
-
-def model_from_bytes(data: bytes) -> Any:
-    """A keras model from the bytes of our own ``.keras`` file (still safe_mode)."""
-    import keras  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
-        path = Path(tmp) / MODEL_FILE
-        path.write_bytes(data)
-        return keras.models.load_model(path, safe_mode=True)
-
-
-class _Ended(Exception):
-    """The job ended on the server's side (stopped while queued, worker lost …)."""
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class RayJob(JobEvents):
-    """One run trained by a Ray actor; the surface of :class:`core.training.TrainingJob`."""
+    thread_prefix = "ray"
+    silent = CLUSTER_SILENT
 
     def __init__(self, backend: RayBackend, spec: ModelSpec, recipe: Recipe, *,
-                 request: Request, name: str | None = None, workspace: str = "",
-                 store: RunStore | None = None, resume: Run | None = None,
-                 model: Any = None, data: Any = None, test_limit: int | None = None) -> None:
-        infer_shapes(spec)                 # raises SpecError before anything is sent
-        recipe.check()
+                 request: Request, **kwargs: Any) -> None:
         self.backend, self.request = backend, request
-        self.spec, self.recipe, self.store = spec, recipe, store
-        self.model, self.data, self.test_limit = model, data, test_limit
-        super().__init__()
-        self.snapshots: RemoteSnapshots | None = None
-        self.worker_pid: int | None = None           # the worker process, once placed
-        self.node = ""
-        self._stop, self._wake = threading.Event(), threading.Event()
-        self._interrupt = ""
         self._actor: Any = None
-        self._placed = False                         # Ray has started the actor
-        self._checkpoint: bytes | None = None        # the last one this job delivered
-        self._final: bytes | None = None
-        self._warned = False
-        self.run = job_run(spec, recipe, name=name, workspace=workspace, resume=resume)
-        self.id = self.run.id + "-" + str(id(self))
+        super().__init__(spec, recipe, **kwargs)
 
-    # -- control (any thread) ----------------------------------------------------------------
-    def start(self) -> "RayJob":
-        if self._thread is not None:
-            raise LayerLabError("This run has already been started.")
+    def _announce(self) -> None:
         self.backend.enqueue(self)
         self._record({"kind": "queued", "position": self.backend.position(self) or 1})
-        self._thread = threading.Thread(target=self._work, name=f"ray-{self.run.id}",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, interrupt: str = "") -> None:
-        """Ask the run to stop (the worker stops after its current batch); ``interrupt``
-        marks a stop by the server, saved as interrupted."""
-        if interrupt and not self._stop.is_set():
-            self._interrupt = interrupt
-        self._stop.set()
-        if self._placed:                  # at once, not at the next poll (handles are
-            try:                          # thread-safe); the poll thread sends it too
-                self._actor.stop.remote(self._interrupt)
-            except Exception as exc:      # gone: the poll thread will say so
-                _log.info("run %s: stop not sent: %r", self.run.id, exc)
-        self._wake.set()
 
     def _position_now(self, progress: Progress) -> int | None:
         return self.backend.position(self) or 0
 
+    def _send_stop_now(self) -> None:
+        try:                              # at once, not at the next poll (handles are
+            self._actor.stop.remote(self._interrupt)    # thread-safe)
+        except Exception as exc:          # gone: the poll thread will say so
+            _log.info("run %s: stop not sent: %r", self.run.id, exc)
 
-    def _warn(self, message: str) -> None:
-        self._record({"kind": "warning", "message": message})
+    def _send_stop(self) -> None:
+        self._actor.stop.remote(self._interrupt)
 
-    # -- the server thread ---------------------------------------------------------------------
-    def _work(self) -> None:
+    def _device_words(self, device: str) -> str:
+        return f"{device} (Ray worker on {self.node})"
+
+    def _ending(self, exc: Exception) -> tuple[str, str] | None:
         ray = _ray()
-        t0 = time.perf_counter()
-        try:
-            self._place()
-            self._follow()
-        except _Ended as end:
-            self._end_here(end.status, end.message, t0)
-        except ray.exceptions.RuntimeEnvSetupError as exc:
+        if isinstance(exc, ray.exceptions.RuntimeEnvSetupError):
             _log.error("run %s: no worker could be set up", self.run.id, exc_info=exc)
-            self._end_here("failed", "The Ray cluster could not set up a worker for this "
-                           "run; ask whoever runs Layer Lab to check the cluster (the "
-                           "details are in the server's log).", t0)
-        except ray.exceptions.RayActorError as exc:      # the worker process or node died
+            return "failed", ("The Ray cluster could not set up a worker for this run; ask "
+                              "whoever runs Layer Lab to check the cluster (the details are "
+                              "in the server's log).")
+        if isinstance(exc, ray.exceptions.RayActorError):   # the worker process or node died
             _log.warning("run %s: its Ray worker died: %r", self.run.id, exc)
-            self._end_here(*self._lost(WORKER_DIED), t0)
-        except ray.exceptions.RayTaskError as exc:       # str() would hold a traceback
+            return self._lost(WORKER_DIED)
+        if isinstance(exc, ray.exceptions.RayTaskError):    # str() would hold a traceback
             _log.error("run %s failed in its Ray worker", self.run.id, exc_info=exc)
             cause = exc.cause if isinstance(exc.cause, LayerLabError) else None
-            self._end_here("failed", str(cause) if cause else self._failure(), t0)
-        except LayerLabError as err:                     # raised here, a sentence
-            self._end_here("failed", str(err), t0)
-        except Exception as exc:  # a sentence for the page; the details go to the log
-            _log.error("run %s failed on Ray", self.run.id, exc_info=exc)
-            self._end_here("failed", self._failure(), t0)
-        finally:
-            self.backend.dequeue(self)
-            self._close()
+            return "failed", str(cause) if cause else self._failure()
+        return None
 
-    def _failure(self) -> str:
-        return (f"Training failed because of an error on the server (run "
-                f"{self.run.id[-6:]}). Try again; if it happens again, tell whoever runs "
-                f"Layer Lab (the details are in the server's log).")
+    def _release(self) -> None:
+        self.backend.dequeue(self)
 
     def _place(self) -> None:
         """Create the actor and wait, stoppable, until Ray has placed it and it started."""
@@ -586,8 +500,7 @@ class RayJob(JobEvents):
         position = self.backend.position(self)       # start() announced this one
         while not ray.wait([started], timeout=POLL_S)[0]:
             if self._stop.is_set():
-                raise _Ended("stopped", " ".join(("Stopped before training began.",
-                                                  self._interrupt)).strip())
+                raise self._stopped_early()
             now = self.backend.position(self)
             if now is not None and now != position:
                 position = now
@@ -597,144 +510,15 @@ class RayJob(JobEvents):
         self.worker_pid, self.node = info["pid"], info["node"]
         self.backend.dequeue(self)
 
-    def _order(self) -> dict[str, Any]:
-        """What the actor needs besides the data: the run and, to resume, its files."""
-        probe = getattr(self, "probe", None)
-        return {"spec": self.spec.to_dict(), "recipe": self.recipe.to_dict(),
-                "run": self.run.to_dict(), "files": self._resume_files(),
-                "test_limit": self.test_limit,
-                "probe_index": int(getattr(self, "probe_index", 0)),
-                "probe": None if probe is None else (probe[0], int(probe[1])),
-                "teacher": self._teacher_answers()}
-
-    def _teacher_answers(self) -> Any:
-        """A distilling run's teacher answers for the training images (2.4 MB), computed
-        or read here: the workers have neither the presets' files nor the server's cache."""
-        if self.recipe.teacher is None or self.data is not None:
-            return None
-        from core.distill import teacher_probabilities  # noqa: PLC0415
-
-        return teacher_probabilities(self.recipe.teacher)
-
-    def _resume_files(self) -> dict[str, bytes]:
-        """The server's weights (and snapshots) of the run being resumed."""
-        if self.run.epochs_done == 0:
-            return {}
-        files: dict[str, bytes] = {}
-        path = self.store.model_path(self.run.id) if self.store is not None else None
-        if path is not None:
-            files[path.name] = path.read_bytes()
-        elif self.model is not None:
-            files[MODEL_FILE] = model_bytes(self.model)
-        else:
-            raise LayerLabError(f"Run {self.run.id} has no saved weights to resume from.")
-        snaps = self.store.run_dir(self.run.id) / SNAPSHOTS_FILE if self.store else None
-        if snaps is not None and snaps.is_file():
-            files[SNAPSHOTS_FILE] = snaps.read_bytes()
-        return files
-
-    def _follow(self) -> None:
-        """Poll the actor until its ``done`` event; stop it when asked."""
+    def _poll(self) -> dict[str, Any] | None:
         ray = _ray()
         transient = (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError,
                      ConnectionError)
-        last_answer, stop_sent = time.monotonic(), False
-        while not self.done:
-            if self._stop.is_set() and not stop_sent:
-                self._actor.stop.remote(self._interrupt)
-                stop_sent = True
-            try:
-                reply = ray.get(self._actor.poll.remote(), timeout=CALL_TIMEOUT_S)
-            except transient as exc:
-                if time.monotonic() - last_answer > LOST_AFTER_S:
-                    raise _Ended(*self._lost(CLUSTER_SILENT)) from None
-                _log.info("run %s: no answer yet (%r)", self.run.id, exc)
-                continue
-            last_answer = time.monotonic()
-            self._take(reply)
-            self._wake.wait(POLL_S)
-            self._wake.clear()
-
-    def _take(self, reply: dict[str, Any]) -> None:
-        """Apply one poll's answer: saves first (a done event follows its final save)."""
-        if reply.get("saved"):
-            self._save(reply["saved"])
-        if reply.get("snapshot") is not None:
-            self.snapshots = RemoteSnapshots(*reply["snapshot"])
-        for event in reply["events"]:
-            if event["kind"] == "started":
-                event["device"] = f"{event['device']} (Ray worker on {self.node})"
-            elif event["kind"] == "done":
-                self._update_run(event["run"])
-                event["run"] = self.run
-                if self._final is not None and event["status"] != "failed":
-                    self._load(self._final)
-            self._record(event)
-
-    def _update_run(self, record: dict[str, Any]) -> None:
-        """Take the worker's run record, keeping this object (pages hold it)."""
-        fresh = Run.from_dict(record)
-        if fresh.id == self.run.id:
-            self.run.__dict__.update(vars(fresh))
-
-    def _save(self, saved: dict[str, Any]) -> None:
-        """Write one consistent save of the worker (files, then the run record)."""
-        self._update_run(saved["run"])
-        files = {n: b for n, b in saved["files"].items() if n in RELAYED_FILES}
-        self._checkpoint = files.get(CHECKPOINT_FILE, self._checkpoint)
-        self._final = files.get(MODEL_FILE, self._final)
-        self._write(files)
-
-    def _write(self, files: dict[str, bytes]) -> None:
-        if self.store is None:
-            return
-        folder = self.store.run_dir(self.run.id)
         try:
-            for name, data in files.items():
-                try:
-                    atomic_write_bytes(folder / name, data)
-                except OSError as exc:
-                    raise save_error(f"save the weights of run {self.run.id}", exc,
-                                     folder) from None
-            self.store.save_run(self.run)
-        except LayerLabError as err:
-            if not self._warned:
-                self._warned = True
-                self._warn(str(err) + " Training goes on.")
-
-    def _load(self, data: bytes) -> None:
-        try:
-            self.model = model_from_bytes(data)
-        except Exception as exc:  # damaged in transit: the run itself stays saved
-            _log.warning("run %s: the model sent back could not be loaded: %r",
-                         self.run.id, exc)
-
-    def _lost(self, reason: str) -> tuple[str, str]:
-        """The run as of its last checkpoint that reached the server, interrupted."""
-        run = self.run
-        if self._checkpoint is not None:        # newer weights than any earlier metrics
-            run.test_accuracy = run.test_loss = run.confusion = None
-            self._write({MODEL_FILE: self._checkpoint})
-            self._load(self._checkpoint)
-        if run.epochs_done:
-            return "interrupted", (f"{reason} It was saved after "
-                                   f"{plural(run.epochs_done, 'full epoch')}; resume it "
-                                   f"from the Train page.")
-        return "interrupted", (f"{reason} It ended before its first epoch, so nothing was "
-                               f"saved; start it again.")
-
-    def _end_here(self, status: str, message: str, t0: float) -> None:
-        """The one ``done`` event of a job that ended on the server's side."""
-        if self.done:
-            return
-        self.run.status, self.run.message = status, message
-        if self.store is not None:
-            try:
-                self.store.save_run(self.run)
-            except LayerLabError as err:
-                self._warn(str(err))
-        self._record({"kind": "done", "status": status, "message": message, "run": self.run,
-                    "wall_time_s": time.perf_counter() - t0})
+            return ray.get(self._actor.poll.remote(), timeout=CALL_TIMEOUT_S)
+        except transient as exc:
+            _log.info("run %s: no answer yet (%r)", self.run.id, exc)
+            return None
 
     def _close(self) -> None:
         """Let the worker clean up, then end the actor (Ray frees its resources)."""

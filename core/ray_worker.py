@@ -108,7 +108,8 @@ def _fit_to_assignment() -> None:
 
 
 class TrainingActor:
-    """Runs one :class:`core.training.TrainingJob` in a Ray worker (see the module doc)."""
+    """Runs one :class:`core.training.TrainingJob` in a Ray worker (see the module doc);
+    :class:`core.process_worker.ProcessActor` runs it in a worker process of this machine."""
 
     def __init__(self) -> None:
         self.job: Any = None
@@ -118,11 +119,10 @@ class TrainingActor:
 
     def start(self, order: dict[str, Any], data: Any) -> dict[str, Any]:
         """Start training; the worker's pid and node address."""
-        import ray  # noqa: PLC0415
         from core.scheduler import Scheduler  # noqa: PLC0415
         from core.training import TrainingJob  # noqa: PLC0415
 
-        _fit_to_assignment()
+        self._prepare()
         if isinstance(data, dict):            # the server's MNIST, from the object store
             use_mnist(Mnist(source="the Ray object store", kind="ray", **data))
             data = None
@@ -144,7 +144,17 @@ class TrainingActor:
         if order["probe"] is not None:
             job.probe = order["probe"]
         self.job = job.start()
-        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address()}
+        return {"pid": os.getpid(), "node": self._node()}
+
+    def _prepare(self) -> None:
+        """Fit TensorFlow to what this worker was given, before it starts."""
+        _fit_to_assignment()
+
+    def _node(self) -> str:
+        """Where this worker runs, as the server shows it."""
+        import ray  # noqa: PLC0415
+
+        return ray.util.get_node_ip_address()
 
     def poll(self) -> dict[str, Any]:
         """New events, then the handover not yet taken, and a snapshot newer than sent."""
