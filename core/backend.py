@@ -2,10 +2,14 @@
 
 A *backend* makes training jobs; a *job* is started by :data:`core.jobs.REGISTRY`
 (quotas), streams its events into a :class:`core.training.Progress`, stops on request and
-holds its result (``job.run``; ``job.model`` once done). Two backends:
+holds its result (``job.run``; ``job.model`` once done). Three backends:
 
 - ``local`` (the default, no extra service): :class:`core.training.TrainingJob`, a thread
-  of this process under the server's :data:`core.scheduler.SCHEDULER`;
+  of the server's own process under the server's :data:`core.scheduler.SCHEDULER`;
+- ``process`` (``LAYERLAB_TRAIN_IN=process``): :class:`core.process_backend.ProcessJob`,
+  a worker process of this machine per run, under the same scheduler (pages stay
+  responsive while runs start, and a run that dies cannot take the server with it, for
+  about 1 GB more memory per run: README, "A class on one server");
 - ``ray``: a Ray actor per job on a Ray cluster (``core/ray_backend.py``), selected by
   ``LAYERLAB_RAY_ADDRESS`` (``auto``, ``ray://host:10001`` or ``local``).
 
@@ -24,6 +28,7 @@ from core.spec import ModelSpec
 
 _log = logging.getLogger(__name__)
 RAY_ADDRESS_ENV = "LAYERLAB_RAY_ADDRESS"
+TRAIN_IN_ENV = "LAYERLAB_TRAIN_IN"
 
 
 class Job(Protocol):
@@ -71,7 +76,7 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Today's backend: a thread per job in this process, under the server's scheduler.
+    """A thread per job in the server's own process, under the server's scheduler.
 
     >>> LocalBackend().name
     'local'
@@ -113,17 +118,22 @@ _lock = threading.Lock()
 _current: Backend | None = None
 
 
-def choose(address: str | None) -> Backend:
-    """The backend for a ``LAYERLAB_RAY_ADDRESS`` value (empty or unset: local).
+def choose(address: str | None, train_in: str | None = None) -> Backend:
+    """The backend for a ``LAYERLAB_RAY_ADDRESS`` value; without one, where
+    ``LAYERLAB_TRAIN_IN`` says: ``thread`` (the default) or ``process``.
 
-    >>> choose("").name, choose(None).name
-    ('local', 'local')
+    >>> choose("").name, choose(None, "thread").name, choose(None, " Process ").name
+    ('local', 'local', 'process')
     """
-    if not (address or "").strip():
-        return LocalBackend()
-    from core.ray_backend import RayBackend  # noqa: PLC0415  (Ray is an optional extra)
+    if (address or "").strip():
+        from core.ray_backend import RayBackend  # noqa: PLC0415  (Ray is an optional extra)
 
-    return RayBackend(address.strip())
+        return RayBackend(address.strip())
+    if (train_in or "").strip().lower() == "process":
+        from core.process_backend import ProcessBackend  # noqa: PLC0415
+
+        return ProcessBackend()
+    return LocalBackend()
 
 
 def current() -> Backend:
@@ -131,7 +141,7 @@ def current() -> Backend:
     global _current
     with _lock:
         if _current is None:
-            _current = choose(os.environ.get(RAY_ADDRESS_ENV))
+            _current = choose(os.environ.get(RAY_ADDRESS_ENV), os.environ.get(TRAIN_IN_ENV))
             _log.info("training backend: %s", _current.name)
         return _current
 

@@ -87,8 +87,9 @@ def test_the_current_backend_is_chosen_once_from_the_environment(monkeypatch,
 
 
 @pytest.mark.parametrize("job_class", ["core.training:TrainingJob",
-                                       "core.ray_backend:RayJob"])
-def test_both_job_classes_have_what_the_registry_and_pages_use(job_class):
+                                       "core.ray_backend:RayJob",
+                                       "core.process_backend:ProcessJob"])
+def test_every_job_class_has_what_the_registry_and_pages_use(job_class):
     import importlib
 
     module, name = job_class.split(":")
