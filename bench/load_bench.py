@@ -15,11 +15,15 @@ Two kinds of clients:
   the ten browsers themselves compete with the server for the CPU.
 
 ``--no-train`` measures the same without the training runs, ``--trainers N`` with N.
+``--train-in process`` has the server train each run in a worker process of its own
+(``LAYERLAB_TRAIN_IN=process``, core/process_backend.py) instead of a thread; memory is
+then also given as PSS, which counts the libraries the processes share once.
 By default the sessions start as soon as the runs have started, so they meet the runs'
 first seconds, when TensorFlow traces each train step (pure Python, holding the server's
 interpreter lock); ``--steady`` starts them once every run has taken its first steps.
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
-       [--trainers N] [--steady]   (defaults: 30 sessions, 2 rounds, 2 trainers)
+       [--trainers N] [--steady] [--train-in thread|process]
+       (defaults: 30 sessions, 2 rounds, 2 trainers, runs in threads of the server)
 """
 from __future__ import annotations
 
@@ -114,9 +118,31 @@ async def stop_training(page) -> None:
         await page.get_by_role("button", name="■ Stop").click()
 
 
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size (MiB): its share of pages it shares with others
+    (TensorFlow's libraries mapped by the server and each training worker count once in
+    a sum of these, and as many times as there are processes in a sum of RSS)."""
+    with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def server_pss_mb(pid: int) -> float:
+    """PSS of the server and its child processes together (MiB)."""
+    total = pss_mb(pid)
+    for child in children_of(pid):
+        try:
+            total += pss_mb(child)
+        except OSError:
+            pass
+    return total
+
+
 def server_rss_mb(pid: int) -> float:
-    """RSS of the server and its child processes together (MiB): the training runs are
-    threads of the server, the maps' embedding process is its child."""
+    """RSS of the server and its child processes together (MiB): the training runs'
+    worker processes and the maps' embedding process are its children."""
     return _util.proc_rss_mb(pid) + children_usage(pid)[0]
 
 
@@ -126,17 +152,27 @@ async def sample(pid: int, stop: asyncio.Event, peak: list[float],
     collect the 1-minute load average, sampled twice a second."""
     while not stop.is_set():
         peak[0] = max(peak[0], server_rss_mb(pid))
+        peak[1] = max(peak[1], server_pss_mb(pid))
         loads.append(os.getloadavg()[0])
         await asyncio.sleep(0.5)
 
 
 def children_of(pid: int) -> list[int]:
-    """The server's child processes (the embedding process that computes maps)."""
+    """The server's child processes (training workers, the embedding process that
+    computes maps), whichever of its threads started them: Linux lists a child under
+    the thread that forked it."""
+    found: list[int] = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="utf-8") as fh:
-            return [int(c) for c in fh.read().split()]
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="utf-8") as fh:
+                found += [int(c) for c in fh.read().split()]
+        except OSError:
+            continue
+    return found
 
 
 def children_usage(pid: int) -> tuple[float, float]:
@@ -208,7 +244,7 @@ async def measure(url: str, pid: int, browser, sessions: int, rounds: int,
     times, errors, loads = [], [], []
     rss_before = server_rss_mb(pid)
     cpu_before, child_cpu_before = _util.proc_cpu_s(pid), children_usage(pid)[1]
-    stop, peak = asyncio.Event(), [rss_before]
+    stop, peak = asyncio.Event(), [rss_before, server_pss_mb(pid)]
     sampler = asyncio.create_task(sample(pid, stop, peak, loads))
     t0 = time.perf_counter()
     if clients == "chromium":
@@ -225,6 +261,7 @@ async def measure(url: str, pid: int, browser, sessions: int, rounds: int,
     return {"times": times, "errors": errors, "wall": wall, "loads": loads or [0.0],
             "server_cpu": server_cpu, "child_cpu": child_cpu - child_cpu_before,
             "rss_before": rss_before, "rss_peak": max(peak[0], server_rss_mb(pid)),
+            "pss_peak": max(peak[1], server_pss_mb(pid)),
             "children_rss": children_rss, "warm": list(warm),
             "first_by_page": {k: list(v) for k, v in first_by_page.items()},
             "by_page": {k: list(v) for k, v in by_page.items()}}
@@ -258,16 +295,18 @@ def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
                                           for k, v in by_page.items()))
     print(f"server CPU {m['server_cpu']:.0f} s over {wall:.0f} s wall "
           f"({100 * m['server_cpu'] / wall:.0f}% of one core, training included); its child "
-          f"processes (the map process's UMAP warm-up) {m['child_cpu']:.0f} s")
+          f"processes (training workers, the map process) {m['child_cpu']:.0f} s")
     print(f"server RSS with its child processes: {m['rss_before']:.0f} MiB before the "
           f"sessions, peak {m['rss_peak']:.0f} MiB during them (goal ≤ 3 GB: "
           f"{'PASS' if m['rss_peak'] <= 3072 else 'FAIL'}); the children "
           f"{m['children_rss']:.0f} MiB at the end")
+    print(f"server PSS with its child processes (shared pages counted once): peak "
+          f"{m['pss_peak']:.0f} MiB")
 
 
 async def main(sessions: int, rounds: int, trainers: int = 2,
-               clients: str = "ws", steady: bool = False) -> None:
-    proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2"})
+               clients: str = "ws", steady: bool = False, train_in: str = "thread") -> None:
+    proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2", "LAYERLAB_TRAIN_IN": train_in})
     try:
         _util.wait_healthy(url, timeout=300, proc=proc)
         async with async_playwright() as pw:
@@ -310,6 +349,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--clients", choices=["ws", "chromium"], default="ws")
     ap.add_argument("--trainers", type=int, default=2, help="sessions training a run")
     ap.add_argument("--no-train", action="store_true", help="the same as --trainers 0")
+    ap.add_argument("--train-in", choices=["thread", "process"], default="thread",
+                    help="where the server trains runs (LAYERLAB_TRAIN_IN)")
     ap.add_argument("--steady", action="store_true",
                     help="start the sessions once every run has taken its first steps")
     return ap.parse_args(argv)
@@ -318,4 +359,4 @@ def parse(argv: list[str]) -> argparse.Namespace:
 if __name__ == "__main__":
     opts = parse(sys.argv[1:])
     asyncio.run(main(opts.sessions, opts.rounds, 0 if opts.no_train else opts.trainers,
-                     clients=opts.clients, steady=opts.steady))
+                     clients=opts.clients, steady=opts.steady, train_in=opts.train_in))
