@@ -9,7 +9,7 @@ holds its result (``job.run``; ``job.model`` once done). Three backends:
 - ``process`` (``LAYERLAB_TRAIN_IN=process``): :class:`core.process_backend.ProcessJob`,
   a worker process of this machine per run, under the same scheduler (pages stay
   responsive while runs start, and a run that dies cannot take the server with it, for
-  about 1 GB more memory per run: README, "A class on one server");
+  about 1 GB more memory per run: README, "Running it for a class");
 - ``ray``: a Ray actor per job on a Ray cluster (``core/ray_backend.py``), selected by
   ``LAYERLAB_RAY_ADDRESS`` (``auto``, ``ray://host:10001`` or ``local``).
 
