@@ -199,8 +199,8 @@ class ProcessJob(RemoteJob):
         self._placed = True
         self.node = info["node"]
 
-    def _poll(self) -> dict[str, Any] | None:
-        return self.worker.call("poll")
+    def _poll(self, taken: int | None) -> dict[str, Any] | None:
+        return self.worker.call("poll", taken)
 
     def _send_stop(self) -> None:
         self.worker.send("stop", self._interrupt)

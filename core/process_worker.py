@@ -4,7 +4,7 @@ The server (:class:`core.process_backend.ProcessJob`) starts ``python -m
 core.process_worker`` for a run and drives its :class:`ProcessActor` (the Ray backend's
 :class:`core.ray_worker.TrainingActor`, so both backends train and relay saves the same
 way) with pickles on the child's stdin: ``(seq, kind, payload)``, kind ``start`` (payload
-``(order, data)``), ``poll``, ``stop`` (payload: the interrupt sentence; no answer) or
+``(order, data)``), ``poll`` (payload: the number of the last reply taken), ``stop`` (payload: the interrupt sentence; no answer) or
 ``close``. Answers go to its stdout as ``(seq, "ok", value)`` or ``(seq, "error",
 sentence)``, the sentence empty when the error is not one for users (its traceback goes
 to stderr, which is the server's log). The pipes are between the server and the child it
@@ -49,7 +49,7 @@ def answer(actor: Any, kind: str, payload: Any) -> Any:
     if kind == "start":
         return actor.start(*payload)
     if kind == "poll":
-        return actor.poll()
+        return actor.poll(payload)
     if kind == "stop":
         return actor.stop(payload)
     if kind == "close":

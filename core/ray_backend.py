@@ -510,12 +510,12 @@ class RayJob(RemoteJob):
         self.worker_pid, self.node = info["pid"], info["node"]
         self.backend.dequeue(self)
 
-    def _poll(self) -> dict[str, Any] | None:
+    def _poll(self, taken: int | None) -> dict[str, Any] | None:
         ray = _ray()
         transient = (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError,
                      ConnectionError)
         try:
-            return ray.get(self._actor.poll.remote(), timeout=CALL_TIMEOUT_S)
+            return ray.get(self._actor.poll.remote(taken), timeout=CALL_TIMEOUT_S)
         except transient as exc:
             _log.info("run %s: no answer yet (%r)", self.run.id, exc)
             return None

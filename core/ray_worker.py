@@ -107,6 +107,31 @@ def _fit_to_assignment() -> None:
         _log.info("TensorFlow had started; threads and GPU memory left as they were")
 
 
+def merge_replies(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A poll's reply with an earlier one the server never took put first: its events
+    before the new ones, its saved files under newer ones of the same name (the newest
+    run record), the newest snapshot.
+
+    >>> old = {"events": [1], "saved": {"run": "r1", "files": {"a": 1, "b": 1}}}
+    >>> new = {"events": [2], "saved": {"run": "r2", "files": {"b": 2}}}
+    >>> merge_replies(old, new)
+    {'events': [1, 2], 'saved': {'run': 'r2', 'files': {'a': 1, 'b': 2}}}
+    >>> merge_replies(None, new) == new
+    True
+    """
+    if old is None:
+        return new
+    merged = {"events": old["events"] + new["events"]}
+    saves = [save for save in (old.get("saved"), new.get("saved")) if save]
+    merged["saved"] = ({"run": saves[-1]["run"],
+                        "files": {n: b for save in saves for n, b in save["files"].items()}}
+                       if saves else None)
+    snapshot = new.get("snapshot") or old.get("snapshot")
+    if snapshot is not None:
+        merged["snapshot"] = snapshot
+    return merged
+
+
 class TrainingActor:
     """Runs one :class:`core.training.TrainingJob` in a Ray worker (see the module doc);
     :class:`core.process_worker.ProcessActor` runs it in a worker process of this machine."""
@@ -116,6 +141,10 @@ class TrainingActor:
         self.store: RelayStore | None = None
         self.root = ""
         self.sent: Any = None                     # the last snapshot sent
+        # The last reply, kept until the server acknowledges it: a poll whose answer came
+        # too late for the server (it gave up waiting) must not lose its events.
+        self.unacked: dict[str, Any] | None = None
+        self.replies = 0                          # replies numbered from 1
 
     def start(self, order: dict[str, Any], data: Any) -> dict[str, Any]:
         """Start training; the worker's pid and node address."""
@@ -156,8 +185,20 @@ class TrainingActor:
 
         return ray.util.get_node_ip_address()
 
-    def poll(self) -> dict[str, Any]:
-        """New events, then the handover not yet taken, and a snapshot newer than sent."""
+    def poll(self, taken: int | None = None) -> dict[str, Any]:
+        """New events, the handover not yet taken and a snapshot newer than sent, with
+        the reply's ``number``; ``taken`` is the number of the last reply the server
+        took. A reply it did not take (its answer was late) comes again, merged into
+        this one."""
+        if self.unacked is not None and self.unacked["number"] == taken:
+            self.unacked = None
+        reply = merge_replies(self.unacked, self._fresh())
+        self.replies += 1
+        self.unacked = reply | {"number": self.replies}
+        return self.unacked
+
+    def _fresh(self) -> dict[str, Any]:
+        """What happened since the last poll."""
         events = self.job.drain()
         for event in events:
             if isinstance(event.get("run"), Run):

@@ -109,6 +109,7 @@ class RemoteJob(JobEvents):
         self._checkpoint: bytes | None = None        # the last one this job delivered
         self._final: bytes | None = None
         self._warned = False
+        self._taken: int | None = None               # the number of the last reply taken
         self.run = job_run(spec, recipe, name=name, workspace=workspace, resume=resume)
         self.id = self.run.id + "-" + str(id(self))
 
@@ -143,9 +144,10 @@ class RemoteJob(JobEvents):
         """Start the worker and the run in it; stoppable (raise :meth:`_stopped_early`)."""
         raise NotImplementedError
 
-    def _poll(self) -> dict[str, Any] | None:
-        """The worker's answer to a poll; None when none came in time (it may be busy);
-        raises :class:`WorkerLost` when it is gone."""
+    def _poll(self, taken: int | None) -> dict[str, Any] | None:
+        """The worker's answer to a poll that says which reply was ``taken`` last; None
+        when none came in time (it may be busy: the worker sends that reply's content
+        again); raises :class:`WorkerLost` when it is gone."""
         raise NotImplementedError
 
     def _send_stop(self) -> None:
@@ -245,7 +247,7 @@ class RemoteJob(JobEvents):
             if self._stop.is_set() and not stop_sent:
                 self._send_stop()
                 stop_sent = True
-            reply = self._poll()
+            reply = self._poll(self._taken)
             if reply is None:
                 if time.monotonic() - last_answer > LOST_AFTER_S:
                     raise WorkerLost(self.silent)
@@ -257,6 +259,7 @@ class RemoteJob(JobEvents):
 
     def _take(self, reply: dict[str, Any]) -> None:
         """Apply one poll's answer: saves first (a done event follows its final save)."""
+        self._taken = reply.get("number")
         if reply.get("saved"):
             self._save(reply["saved"])
         if reply.get("snapshot") is not None:

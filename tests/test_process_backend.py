@@ -7,7 +7,6 @@ whose server went away ends. Nothing is mocked."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
@@ -20,30 +19,10 @@ from core.recipe import Recipe
 from core.remote_job import WorkerLost
 from core.runs import RunStore
 from core.scheduler import Scheduler
-from core.spec import ModelSpec
+from tests.remote_scenarios import TEST_LIMIT, TINY, killed_mid_run_then_resumed
+from tests.waiting import ended, follow
 
 pytestmark = pytest.mark.slow
-TINY = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
-                          {"type": "MaxPooling2D", "pool_size": 2},
-                          {"type": "Flatten"},
-                          {"type": "Dense", "units": 10, "activation": "softmax"}])
-TEST_LIMIT = 500
-
-
-def follow(job, until, timeout: float = 240) -> list[dict]:
-    """Drain ``job``'s events until ``until(events)``; fails after ``timeout``."""
-    events: list[dict] = []
-    t0 = time.monotonic()
-    while not until(events):
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"gave up waiting; events: {[e['kind'] for e in events]}")
-        events += job.drain()
-        time.sleep(0.05)
-    return events
-
-
-def ended(events: list[dict]) -> bool:
-    return bool(events) and events[-1]["kind"] == "done"
 
 
 def gone(pid: int) -> bool:
@@ -130,30 +109,8 @@ def test_stop_ends_a_waiting_job_and_a_running_one(tmp_path):
 
 def test_a_worker_killed_mid_run_leaves_a_resumable_interrupted_run(tmp_path):
     backend = ProcessBackend(Scheduler(2))
-    store = RunStore(tmp_path / "runs")
-    recipe = Recipe(epochs=30, batch_size=32, train_subset=1000)
-    job = backend.new_job(TINY, recipe, store=store, test_limit=TEST_LIMIT).start()
-    follow(job, lambda ev: job.run.epochs_done >= 1)     # a checkpoint reached the server
-    os.kill(job.worker_pid, signal.SIGKILL)              # as the kernel's OOM killer does
-    job.join(timeout=60)
-    assert not job.alive
-    done = job.drain()[-1]
-    assert done["kind"] == "done" and done["status"] == "interrupted"
-    assert done["message"].startswith(WORKER_DIED)
-    assert done["message"].endswith("resume it from the Train page.")
-    epochs = job.run.epochs_done
-    saved = store.load_run(job.run.id)
-    assert (saved.status, saved.epochs_done) == ("interrupted", epochs) and epochs < 30
-    assert backend.scheduler.active == 0
-    resumed = backend.new_job(TINY, recipe.replace(epochs=1), store=store, resume=saved,
-                              test_limit=TEST_LIMIT).start()
-    events = follow(resumed, ended)
-    resumed.join(timeout=30)
-    started = next(e for e in events if e["kind"] == "started")
-    assert started["first_epoch"] == epochs
-    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == [epochs + 1]
-    assert events[-1]["status"] == "finished", events[-1]["message"]
-    assert len(store.load_run(saved.id).history["loss"]) == epochs + 1
+    killed_mid_run_then_resumed(backend, RunStore(tmp_path / "runs"), WORKER_DIED)
+    assert backend.scheduler.active == 0                 # both runs gave their place back
 
 
 def test_worker_errors_come_back_as_sentences_and_late_answers_are_dropped():

@@ -27,8 +27,8 @@ class Actor:
             raise RuntimeError("/secret/path exploded")
         return {"pid": 1, "node": "here"}
 
-    def poll(self):
-        self.calls.append(("poll",))
+    def poll(self, taken):
+        self.calls.append(("poll", taken))
         return {"events": []}
 
     def stop(self, interrupt):
@@ -64,11 +64,11 @@ def exchange(requests: list[tuple], actor: Actor, close_input: bool = True) -> l
 
 def test_answers_carry_their_requests_number_and_stop_gets_none():
     actor = Actor()
-    answers = exchange([(1, "start", ("order", None)), (2, "poll", None),
+    answers = exchange([(1, "start", ("order", None)), (2, "poll", 7),
                         (3, "stop", "Server restarting."), (4, "close", None)], actor)
     assert answers == [(1, "ok", {"pid": 1, "node": "here"}), (2, "ok", {"events": []}),
                        (4, "ok", None)]
-    assert actor.calls == [("start", "order"), ("poll",), ("stop", "Server restarting."),
+    assert actor.calls == [("start", "order"), ("poll", 7), ("stop", "Server restarting."),
                            ("close",)]
 
 

@@ -27,15 +27,11 @@ from core.ray_backend import (FELL_BACK, UNREACHABLE, WORKER_DIED, FallbackBacke
                               RayBackend, RayJob)
 from core.recipe import Recipe
 from core.runs import RunStore
-from core.spec import ModelSpec
 from core.training import TrainingJob
+from tests.remote_scenarios import TEST_LIMIT, TINY, killed_mid_run_then_resumed
+from tests.waiting import ended, follow
 
 pytestmark = pytest.mark.slow
-TINY = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
-                          {"type": "MaxPooling2D", "pool_size": 2},
-                          {"type": "Flatten"},
-                          {"type": "Dense", "units": 10, "activation": "softmax"}])
-TEST_LIMIT = 500
 
 
 def free_port() -> int:
@@ -90,22 +86,6 @@ def ray_head():
 def cluster(ray_head) -> RayBackend:
     """The backend joined to the head (1 CPU per job: two jobs at once)."""
     return RayBackend(ray_head)
-
-
-def follow(job, until, timeout: float = 240) -> list[dict]:
-    """Drain ``job``'s events until ``until(events)``; fails after ``timeout``."""
-    events: list[dict] = []
-    t0 = time.monotonic()
-    while not until(events):
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"gave up waiting; events: {[e['kind'] for e in events]}")
-        events += job.drain()
-        time.sleep(0.05)
-    return events
-
-
-def ended(events: list[dict]) -> bool:
-    return bool(events) and events[-1]["kind"] == "done"
 
 
 def test_the_backend_sees_the_clusters_nodes_cpus_and_width(cluster):
@@ -204,31 +184,8 @@ def test_stop_ends_a_waiting_job_and_a_running_one_within_a_few_batches(ray_head
 
 def test_a_worker_killed_mid_run_leaves_a_resumable_interrupted_run(cluster, tmp_path):
     store = RunStore(tmp_path / "runs")
-    recipe = Recipe(epochs=30, batch_size=32, train_subset=1000)
-    job = cluster.new_job(TINY, recipe, store=store, test_limit=TEST_LIMIT).start()
-    follow(job, lambda ev: job.run.epochs_done >= 1)     # a checkpoint reached the server
-    os.kill(job.worker_pid, signal.SIGKILL)
-    job.join(timeout=60)
-    assert not job.alive
-    done = job.drain()[-1]
-    assert done["kind"] == "done" and done["status"] == "interrupted"
-    assert done["message"].startswith(WORKER_DIED)
-    assert done["message"].endswith("resume it from the Train page.")
-    epochs = job.run.epochs_done
-    saved = store.load_run(job.run.id)
-    assert (saved.status, saved.epochs_done) == ("interrupted", epochs)
-    assert len(saved.history["loss"]) == epochs and epochs < 30
+    saved, _ = killed_mid_run_then_resumed(cluster, store, WORKER_DIED)
     assert store.model_path(saved.id).name == "model.keras"
-    resumed = cluster.new_job(TINY, recipe.replace(epochs=1), store=store, resume=saved,
-                              test_limit=TEST_LIMIT).start()
-    events = follow(resumed, ended)
-    resumed.join(timeout=30)
-    started = next(e for e in events if e["kind"] == "started")
-    assert started["first_epoch"] == epochs
-    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == [epochs + 1]
-    assert events[-1]["status"] == "finished", events[-1]["message"]
-    assert resumed.run.id == saved.id and resumed.run.epochs_done == epochs + 1
-    assert len(store.load_run(saved.id).history["loss"]) == epochs + 1
 
 
 @pytest.mark.parametrize("ask, words", [({"gpus_per_job": 1}, "no machine of the cluster "

@@ -1,5 +1,5 @@
 """The worker side of the Ray backend, without Ray: the relay store's handovers (each a
-consistent checkpoint) and the sweep of dead workers' scratch stores. The actor itself
+consistent checkpoint) and the sweep of dead workers' scratch stores, and polls whose answers were lost. The actor itself
 trains in a real Ray worker in tests/test_ray_backend.py."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import subprocess
 
 import numpy as np
 
-from core.ray_worker import SCRATCH_PREFIX, RelayStore, sweep_scratch
+from core.ray_worker import (SCRATCH_PREFIX, RelayStore, TrainingActor, merge_replies,
+                             sweep_scratch)
 from core.runs import SNAPSHOTS_FILE, Run
 
 
@@ -63,3 +64,58 @@ def test_the_scratch_stores_of_dead_workers_are_swept(tmp_path):
         folder.mkdir()
     assert sweep_scratch(str(tmp_path)) == [dead.name]
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+class ScriptedJob:
+    """Stands in for the worker's TrainingJob: each drain hands out the next events."""
+
+    def __init__(self, *batches: list[dict]) -> None:
+        self.batches = list(batches)
+
+    def drain(self) -> list[dict]:
+        return self.batches.pop(0) if self.batches else []
+
+
+class ScriptedStore:
+    """Stands in for the relay store: each take hands out the next handover."""
+
+    def __init__(self, *handovers) -> None:
+        self.handovers = list(handovers)
+
+    def take(self):
+        return self.handovers.pop(0) if self.handovers else None
+
+
+def scripted_actor(job: ScriptedJob, store: ScriptedStore) -> TrainingActor:
+    actor = TrainingActor()
+    actor.job, actor.store = job, store
+    return actor
+
+
+def test_a_reply_the_server_did_not_take_comes_again_with_the_next():
+    """Bug: a poll whose answer reached the server too late (it gave up after 10 s, as
+    under a heavily loaded machine) had already drained its events, so the run's done
+    event was lost and the server polled forever."""
+    actor = scripted_actor(ScriptedJob([{"kind": "epoch", "epoch": 1}],
+                                       [{"kind": "done", "status": "finished"}]),
+                           ScriptedStore({"run": {"epochs_done": 1},
+                                          "files": {"checkpoint.keras": b"1"}}))
+    first = actor.poll(None)                     # never reaches the server
+    assert first["number"] == 1
+    second = actor.poll(None)                    # so the server has still taken nothing
+    assert second["number"] == 2
+    assert [e["kind"] for e in second["events"]] == ["epoch", "done"]
+    assert second["saved"]["files"] == {"checkpoint.keras": b"1"}
+    third = actor.poll(2)                        # taken: nothing is sent twice
+    assert (third["number"], third["events"], third["saved"]) == (3, [], None)
+
+
+def test_replies_merge_saves_keeping_the_newest_record_and_files():
+    old = {"events": [{"kind": "epoch"}], "number": 4,
+           "saved": {"run": {"epochs_done": 1}, "files": {"a": b"1", "b": b"1"}},
+           "snapshot": ("snap1", {})}
+    new = {"events": [], "saved": {"run": {"epochs_done": 2}, "files": {"b": b"2"}}}
+    merged = merge_replies(old, new)
+    assert merged == {"events": [{"kind": "epoch"}], "snapshot": ("snap1", {}),
+                      "saved": {"run": {"epochs_done": 2},
+                                "files": {"a": b"1", "b": b"2"}}}

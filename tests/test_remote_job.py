@@ -82,3 +82,38 @@ def test_a_worker_lost_before_its_first_epoch_says_nothing_was_saved():
     assert (status, message) == ("interrupted", "The worker stopped answering. It ended "
                                  "before its first epoch, so nothing was saved; start it "
                                  "again.")
+
+
+class Lossy(RemoteJob):
+    """A remote job whose worker is a TrainingActor in this process and whose transport
+    loses every other answer (it came after the server gave up waiting)."""
+
+    def __init__(self, actor, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor, self.polls = actor, 0
+
+    def _place(self) -> None:
+        self._placed = True
+
+    def _poll(self, taken):
+        self.polls += 1
+        reply = self.actor.poll(taken)           # the worker answered …
+        return reply if self.polls % 2 == 0 else None    # … too late, every other time
+
+    def _send_stop(self) -> None:
+        self.actor.stop()
+
+
+def test_a_run_whose_answers_are_lost_still_ends_with_every_event():
+    from tests.test_ray_worker import ScriptedJob, ScriptedStore, scripted_actor
+
+    job = Lossy(None, TINY, Recipe(epochs=2), name="tiny")
+    done = {"kind": "done", "status": "stopped", "message": "Stopped by you.",
+            "run": job.run.to_dict(), "wall_time_s": 1.0}
+    job.actor = scripted_actor(ScriptedJob([{"kind": "warning", "message": "one"}], [],
+                                           [{"kind": "warning", "message": "two"}, done]),
+                               ScriptedStore())
+    job.start().join(timeout=30)
+    assert not job.alive, "the job never saw its done event"
+    events = job.drain()
+    assert [e.get("message") for e in events] == ["one", "two", "Stopped by you."]
