@@ -128,12 +128,18 @@ def app_in_chromium(viewport: dict, env_extra: dict | None = None):
         stop_app(proc)
 
 
-def proc_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
+def proc_field_mb(pid: int, name: str, field: str) -> float:
+    """A ``field: N kB`` line of ``/proc/PID/NAME`` in MiB (NaN when absent)."""
+    with open(f"/proc/{pid}/{name}", encoding="utf-8") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def proc_rss_mb(pid: int) -> float:
+    """A process's resident set size (MiB)."""
+    return proc_field_mb(pid, "status", "VmRSS")
 
 
 def proc_cpu_s(pid: int) -> float:

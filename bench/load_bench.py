@@ -122,11 +122,7 @@ def pss_mb(pid: int) -> float:
     """A process's proportional set size (MiB): its share of pages it shares with others
     (TensorFlow's libraries mapped by the server and each training worker count once in
     a sum of these, and as many times as there are processes in a sum of RSS)."""
-    with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _util.proc_field_mb(pid, "smaps_rollup", "Pss")
 
 
 def server_pss_mb(pid: int) -> float:
