@@ -142,10 +142,13 @@ PRESETS: dict[str, Preset] = {
         # 20 epochs of batches of 64 with light augmentation; label smoothing did not help
         # here (30 epochs with it: 99.45% against 99.49% for 15 without). Every seed holds
         # out the same images (split_seed=0), so seeds are compared on the same digits.
-        # Seed 1: the best of seeds 0-4 on validation (99.33%, tied with seed 3: the lower
-        # seed wins); test 99.47%, the seeds' median (bench/frontier_bench.py, README).
+        # Half of the loss matches bulky_cnn's answers at temperature 2: seeds 0-2 gained
+        # on validation (mean 99.31% against 99.30% from the labels alone), the rule set
+        # before the runs. Seed 2: the best of the three on validation (99.37%); test
+        # 99.53% (seeds: 99.65 / 99.49 / 99.53%; bench/frontier_bench.py, README).
         Recipe(epochs=20, batch_size=64, learning_rate=0.01, schedule="one_cycle",
-               validation_split=0.05, augment=True, seed=1, split_seed=0),
+               validation_split=0.05, augment=True, seed=2, split_seed=0,
+               teacher="bulky_cnn", distill_weight=0.5, distill_temperature=2.0),
         9_858, 0.994),
     "frontier_3k": Preset(
         ModelSpec("frontier_3k", [*cbr(8), *cbr(8), pool(), *cbr(12), *cbr(10), GAP, OUT],
