@@ -4,10 +4,10 @@ The server (:class:`core.process_backend.ProcessJob`) starts ``python -m
 core.process_worker`` for a run and drives its :class:`ProcessActor` (the Ray backend's
 :class:`core.ray_worker.TrainingActor`, so both backends train and relay saves the same
 way) with pickles on the child's stdin: ``(seq, kind, payload)``, kind ``start`` (payload
-``(order, data)``), ``poll`` (payload: the number of the last reply taken), ``stop`` (payload: the interrupt sentence; no answer) or
-``close``. Answers go to its stdout as ``(seq, "ok", value)`` or ``(seq, "error",
-sentence)``, the sentence empty when the error is not one for users (its traceback goes
-to stderr, which is the server's log). The pipes are between the server and the child it
+``(order, data)``), ``poll`` (payload: the number of the last reply taken), ``stop``
+(payload: the interrupt sentence; no answer) or ``close``. Answers go to its stdout as
+``(seq, "ok", value)`` or ``(seq, "error", sentence)``, the sentence empty when the error
+is not one for users (its traceback goes to stderr, which is the server's log). The pipes are between the server and the child it
 started, and nothing else writes to them.
 
 The child ends with its stdin: a server that dies takes its runs with it, and no orphan

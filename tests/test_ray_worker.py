@@ -1,6 +1,7 @@
 """The worker side of the Ray backend, without Ray: the relay store's handovers (each a
-consistent checkpoint) and the sweep of dead workers' scratch stores, and polls whose answers were lost. The actor itself
-trains in a real Ray worker in tests/test_ray_backend.py."""
+consistent checkpoint), the sweep of dead workers' scratch stores, and replies to polls
+whose answers were lost on the way. The actor itself trains in a real Ray worker in
+tests/test_ray_backend.py."""
 from __future__ import annotations
 
 import io
