@@ -93,12 +93,13 @@ def test_a_running_runs_recipe_is_shown_and_the_users_comes_back_after_stop(open
 
 
 def test_a_teacher_chosen_on_the_page_and_the_presets_fixed_split_reach_the_run(open_page):
-    """The teacher select box starts at the preset's (none) and what the user picks
-    trains; the preset's fixed validation split, which no widget shows, is kept."""
+    """The teacher select box starts at the preset's (frontier_10k learns from
+    bulky_cnn) and what the user picks trains, with the preset's weight and temperature;
+    the preset's fixed validation split, which no widget shows, is kept."""
     at = open_page("train")
     set_recipe(at, 30, "1,000", "taught", preset="frontier_10k")
     teacher = at.selectbox(key="tr_teach_Preset_frontier_10k")
-    assert teacher.value == "none" and "bulky_cnn" in teacher.options
+    assert teacher.value == "bulky_cnn" and "none" in teacher.options
     teacher.set_value("fast_cnn").run()
     at.button(key="train_start").click().run()
     assert not at.exception
@@ -107,7 +108,7 @@ def test_a_teacher_chosen_on_the_page_and_the_presets_fixed_split_reach_the_run(
     until(at, lambda: any("fast_cnn's answers" in box.value for box in at.info), 120)
     assert not [w for w in at.warning if "free training slot" in w.value]
     shown = running_recipe(at)
-    assert shown["Teacher"] == "fast_cnn (weight 0.5, temperature 1)"
+    assert shown["Teacher"] == "fast_cnn (weight 0.5, temperature 2)"
     assert shown["Validation split's seed"] == "0"
     job = next(job for job in map(REGISTRY.get, list(REGISTRY._jobs))
                if job.run.name == "taught")             # earlier tests' jobs stay listed
