@@ -118,6 +118,17 @@ async def stop_training(page) -> None:
         await page.get_by_role("button", name="■ Stop").click()
 
 
+async def ended(pages: list, timeout_s: float = 120) -> None:
+    """Wait until no :func:`trainer` page's run is training (a stopped run still
+    evaluates the test set, in its worker process with ``--train-in process``), or
+    ``timeout_s`` passed: memory measured after that is the server's own."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if not any([await still_training(page) for page in pages]):
+            return
+        await asyncio.sleep(0.5)
+
+
 def pss_mb(pid: int) -> float:
     """A process's proportional set size (MiB): its share of pages it shares with others
     (TensorFlow's libraries mapped by the server and each training worker count once in
@@ -321,6 +332,7 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
             stands = [await progress_text(page) for page in training]
             for page in training:
                 await stop_training(page)
+            await ended(training)
             rss_rounds = []                 # one more session visiting every page again
             for _ in range(10):
                 await ws_student(url, 1, [], m["errors"])
