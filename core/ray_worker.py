@@ -31,6 +31,22 @@ RELAYED_FILES = (CHECKPOINT_FILE, MODEL_FILE, SNAPSHOTS_FILE)
 SCRATCH_PREFIX = "layerlab-ray-"      # a worker's scratch run store: <prefix><pid>-<random>
 
 
+def merge_handovers(old: dict[str, Any] | None,
+                    new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two handovers the server has not taken as one: the newer run record, and of each
+    file the newest copy.
+
+    >>> merge_handovers({"run": "r1", "files": {"a": 1, "b": 1}},
+    ...                 {"run": "r2", "files": {"b": 2}})
+    {'files': {'a': 1, 'b': 2}, 'run': 'r2'}
+    >>> merge_handovers(None, None) is None
+    True
+    """
+    if not old or not new:
+        return new or old
+    return {"files": {**old["files"], **new["files"]}, "run": new["run"]}
+
+
 class RelayStore(RunStore):
     """A scratch run store in the worker that keeps every save for the server.
 
@@ -57,9 +73,9 @@ class RelayStore(RunStore):
     def save_run(self, run: Run) -> None:
         super().save_run(run)
         with self._relay_lock:
-            files = dict(self._ready["files"]) if self._ready else {}
-            files.update(self._staged)
-            self._ready, self._staged = {"files": files, "run": run.to_dict()}, {}
+            self._ready = merge_handovers(self._ready, {"files": self._staged,
+                                                        "run": run.to_dict()})
+            self._staged = {}
 
     def _stage(self, name: str, data: bytes) -> None:
         with self._relay_lock:
@@ -115,17 +131,14 @@ def merge_replies(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, 
     >>> old = {"events": [1], "saved": {"run": "r1", "files": {"a": 1, "b": 1}}}
     >>> new = {"events": [2], "saved": {"run": "r2", "files": {"b": 2}}}
     >>> merge_replies(old, new)
-    {'events': [1, 2], 'saved': {'run': 'r2', 'files': {'a': 1, 'b': 2}}}
+    {'events': [1, 2], 'saved': {'files': {'a': 1, 'b': 2}, 'run': 'r2'}}
     >>> merge_replies(None, new) == new
     True
     """
     if old is None:
         return new
-    merged = {"events": old["events"] + new["events"]}
-    saves = [save for save in (old.get("saved"), new.get("saved")) if save]
-    merged["saved"] = ({"run": saves[-1]["run"],
-                        "files": {n: b for save in saves for n, b in save["files"].items()}}
-                       if saves else None)
+    merged = {"events": old["events"] + new["events"],
+              "saved": merge_handovers(old.get("saved"), new.get("saved"))}
     snapshot = new.get("snapshot") or old.get("snapshot")
     if snapshot is not None:
         merged["snapshot"] = snapshot
