@@ -91,6 +91,7 @@ def train(spec: ModelSpec, recipe: Recipe) -> dict:
     import numpy as np  # noqa: PLC0415
 
     from core.build import build_model  # noqa: PLC0415
+    from core.data import to_float  # noqa: PLC0415
     from core.callbacks import StepLearningRate  # noqa: PLC0415
     from core.recipe import lr_at  # noqa: PLC0415
     from core.training import augmenter, make_loss, prepare_data  # noqa: PLC0415
@@ -106,7 +107,7 @@ def train(spec: ModelSpec, recipe: Recipe) -> dict:
     steps = math.ceil(len(data.y_train) / recipe.batch_size) * recipe.epochs
     fitted.compile(optimizer=keras.optimizers.Adam(lr_at(recipe, 0, steps)),
                    loss=make_loss(recipe), metrics=["accuracy"])
-    history = fitted.fit(data.x_train, targets(data.y_train), batch_size=recipe.batch_size,
+    history = fitted.fit(to_float(data.x_train), targets(data.y_train), batch_size=recipe.batch_size,
                          epochs=recipe.epochs, verbose=0,
                          validation_data=(data.x_val, targets(data.y_val)),
                          callbacks=[StepLearningRate(lambda step: lr_at(recipe, step, steps))])

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from _util import percentile  # and with it: paths, quiet TensorFlow, MNIST_NPZ
 
+from core.data import to_float
 from core.presets import get_preset
 from core.training import TrainingJob, prepare_data
 
@@ -85,7 +86,7 @@ def snapshot_cost(name: str, repeats: int) -> None:
     compile_model(model, preset.recipe)
     cb = Snapshots((data.x_test[0], int(data.y_test[0])),
                    (data.x_val[:CONFUSION_IMAGES], data.y_val[:CONFUSION_IMAGES]),
-                   (data.x_train[:GRAD_BATCH], data.y_train[:GRAD_BATCH]),
+                   (to_float(data.x_train[:GRAD_BATCH]), data.y_train[:GRAD_BATCH]),
                    steps_per_epoch=469)
     cb.set_model(model)
     cb.on_train_begin()                                # the first, with its tracing

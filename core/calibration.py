@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from core.data import to_float
 from core.recipe import Recipe
 
 MNIST_TRAIN_IMAGES = 60_000
@@ -123,7 +124,8 @@ def recalibrate_batch_norm(model: Any, images: np.ndarray, *,
                            max_images: int = CALIBRATION_IMAGES,
                            batch_size: int = CALIBRATION_BATCH, seed: int = 0) -> int:
     """Set every batch-norm layer's moving mean and variance to the exact statistics of
-    its input over (a sample of) ``images``, first layer first; return how many layers.
+    its input over (a sample of) ``images`` (uint8 pixels or floats in [0, 1]), first
+    layer first; return how many layers.
 
     Each layer is measured in inference mode after the layers before it have been
     recalibrated, so after the call every layer normalises what it actually receives at
@@ -134,7 +136,7 @@ def recalibrate_batch_norm(model: Any, images: np.ndarray, *,
     layers = batch_norm_layers(model)
     if not layers or not len(images):
         return 0
-    sample = images[calibration_sample(len(images), max_images, seed)]
+    sample = to_float(images[calibration_sample(len(images), max_images, seed)])
     for layer in layers:
         probe = keras.Model(model.input, layer.input)    # the layer's input, inference mode
         mean, var = channel_moments(

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from core.data import to_float
 from core.evaluation import batched_probabilities
 from core.snapshots import (CONFUSION_IMAGES, GRAD_BATCH, MAX_BYTES, MAX_FILTERS, MAX_MAPS,
                             confusion, first_epoch_steps, pack, quantize_maps,
@@ -168,7 +169,7 @@ def for_job(job: Any, data: Any, steps_per_epoch: int) -> Snapshots:
         previous = unpack(store.load_snapshots(run.id) or {})[0]
     save = None if store is None else functools.partial(_save, job)
     job.snapshots = Snapshots(probe, (xv[:CONFUSION_IMAGES], yv[:CONFUSION_IMAGES]),
-                              (data.x_train[pick], data.y_train[pick]),
+                              (to_float(data.x_train[pick]), data.y_train[pick]),
                               steps_per_epoch=steps_per_epoch, first_epoch=run.epochs_done,
                               previous=previous, save=save)
     return job.snapshots

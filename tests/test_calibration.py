@@ -9,6 +9,7 @@ import pytest
 
 from core.calibration import (MIN_STEPS, calibration_sample, recalibrate_batch_norm,
                               short_recipe_warning, training_steps)
+from core.data import to_float
 from core.recipe import Recipe
 from core.spec import ModelSpec
 from core.training import TrainingJob, prepare_data
@@ -90,7 +91,7 @@ def test_a_short_run_predicts_with_calibrated_statistics():
     job.join(timeout=300)
     done = [e for e in job.drain() if e["kind"] == "done"][0]
     assert done["status"] == "finished", done["message"]
-    sample = data.x_train[calibration_sample(len(data.x_train))]
+    sample = to_float(data.x_train[calibration_sample(len(data.x_train))])
     for layer in bn_layers(job.model):
         mean, var = inference_input_moments(job.model, layer, sample)
         np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-3, atol=1e-4)
@@ -114,7 +115,7 @@ def test_a_stop_mid_epoch_calibrates_the_last_weights():
     assert done["status"] == "stopped" and done["run"].epochs_done == 0
     first = bn_layers(job.model)[0]
     mean, _ = inference_input_moments(
-        job.model, first, data.x_train[calibration_sample(len(data.x_train))])
+        job.model, first, to_float(data.x_train[calibration_sample(len(data.x_train))]))
     np.testing.assert_allclose(first.moving_mean.numpy(), mean, rtol=1e-3, atol=1e-4)
 
 

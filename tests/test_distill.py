@@ -13,6 +13,7 @@ from core.evaluation import cache_root
 from core.spec import ModelSpec
 from core.recipe import Recipe
 from core.runs import RunStore
+from core.data import to_float
 from core.training import TrainingJob, make_loss, prepare_data
 
 TEACHER = "fast_cnn"          # the quickest preset to run over 60,000 images
@@ -84,7 +85,7 @@ def test_prepare_data_gives_soft_targets_aligned_with_the_training_images(fresh)
     plain = prepare_data(recipe.replace(teacher=None), test_limit=100)
     assert plain.y_soft is None and plain.targets is plain.y_train
     assert np.array_equal(data.x_train, plain.x_train) and data.targets is data.y_soft
-    teacher = batched_probabilities(shared_model(TEACHER), data.x_train[:50])
+    teacher = batched_probabilities(shared_model(TEACHER), to_float(data.x_train[:50]))
     expected = 0.6 * np.eye(10)[data.y_train[:50]] + 0.4 * teacher
     assert np.allclose(data.y_soft[:50], expected, atol=1e-5)
     assert (data.y_soft.argmax(axis=1) == data.y_train).mean() > 0.99

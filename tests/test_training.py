@@ -259,3 +259,29 @@ def test_a_fixed_split_seed_holds_out_the_same_images_whatever_the_seed():
     c = prepare_data(base.replace(seed=1, split_seed=None), test_limit=100)
     d = prepare_data(Recipe(train_subset=2000, validation_split=0.1, seed=1), test_limit=100)
     assert not np.array_equal(a.x_val, c.x_val) and np.array_equal(c.x_val, d.x_val)
+
+
+def test_training_images_stay_pixels_and_batch_as_the_float_images_did(small_data):
+    """The training images are kept as uint8 (a quarter of the memory) and scaled a
+    batch at a time: the very batches, in the same order, as from float images, so a
+    shipped recipe trains as before. (Augmented batches draw their shifts in parallel
+    calls, so they differ from run to run either way: only their form is compared.)"""
+    from core.data import to_float
+    from core.training import make_dataset
+
+    pixels, y = small_data.x_train[:300], small_data.y_train[:300]
+    assert pixels.dtype == np.uint8 and pixels.shape == (300, 28, 28)
+    recipe = Recipe(batch_size=64, seed=5, label_smoothing=0.1)
+    scaled, floats = make_dataset(pixels, y, recipe), make_dataset(to_float(pixels), y, recipe)
+    for _ in range(2):                                   # the order changes per epoch
+        pairs = list(zip(scaled, floats))
+        assert len(pairs) == 5
+        for (xa, ya), (xb, yb) in pairs:
+            assert xa.dtype.name == "float32" and xa.shape[1:] == (28, 28, 1)
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    augmented = make_dataset(pixels, y, recipe.replace(augment=True))
+    for xa, ya in augmented:
+        assert xa.dtype.name == "float32" and xa.shape[1:] == (28, 28, 1)
+        assert 0.0 <= float(xa.numpy().min()) and float(xa.numpy().max()) <= 1.0 + 1e-6
+        assert float(xa.numpy().max()) > 0.5 and ya.shape[1:] == (10,)
