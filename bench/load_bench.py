@@ -21,8 +21,10 @@ then also given as PSS, which counts the libraries the processes share once.
 By default the sessions start as soon as the runs have started, so they meet the runs'
 first seconds, when TensorFlow traces each train step (pure Python, holding the server's
 interpreter lock); ``--steady`` starts them once every run has taken its first steps.
+``--profile FILE`` records the server's Python with py-spy (where installed) while the
+sessions run, as py-spy's raw (collapsed) stacks.
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
-       [--trainers N] [--steady] [--train-in thread|process]
+       [--trainers N] [--steady] [--train-in thread|process] [--profile FILE]
        (defaults: 30 sessions, 2 rounds, 2 trainers, runs in threads of the server)
 """
 from __future__ import annotations
@@ -32,7 +34,9 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -193,6 +197,37 @@ def children_usage(pid: int) -> tuple[float, float]:
     return rss, cpu
 
 
+def machine_cpu() -> dict[int, tuple[str, float]]:
+    """Every process's ``(command name, CPU seconds so far)`` by pid (Linux)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm", encoding="utf-8") as fh:
+                    name = fh.read().strip()
+                found[int(entry)] = (name, _util.proc_cpu_s(int(entry)))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_shares(before: dict, after: dict, server: int, children: list[int]) -> dict:
+    """CPU seconds between two :func:`machine_cpu` readings: the server, its children,
+    this bench's own clients, the chromium tabs (the runs' trainers) and the rest.
+
+    >>> cpu_shares({1: ("python", 1.0)}, {1: ("python", 3.0), 2: ("chrome", 1.5)}, 1, [])
+    {'server': 2.0, 'children': 0.0, 'bench clients': 0.0, 'chromium': 1.5, 'other': 0.0}
+    """
+    shares = dict.fromkeys(["server", "children", "bench clients", "chromium", "other"], 0.0)
+    for pid, (name, cpu) in after.items():
+        used = cpu - before.get(pid, (name, 0.0))[1]
+        kind = ("server" if pid == server else "children" if pid in children else
+                "bench clients" if pid == os.getpid() else
+                "chromium" if "chrom" in name or "headless" in name else "other")
+        shares[kind] = round(shares[kind] + used, 2)
+    return shares
+
+
 by_page: dict[str, list[float]] = {}
 first_by_page: dict[str, list[float]] = {}      # each session's first visit of a page
 warm: list[float] = []           # renders after each session's first round
@@ -244,11 +279,23 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
     await conn.close()
 
 
+def start_profile(pid: int, path: str | None):
+    """py-spy recording the server's Python into ``path`` (None: no profile)."""
+    if not path:
+        return None
+    if not shutil.which("py-spy"):
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-r", "100", "-f", "raw",
+                             "-o", path, "--nonblocking"], stdout=subprocess.DEVNULL)
+
+
 async def measure(url: str, pid: int, browser, sessions: int, rounds: int,
-                  clients: str) -> dict:
+                  clients: str, profile: str | None = None) -> dict:
     """The sessions, all at once, with the server's memory, CPU and the load average
     sampled meanwhile: one run's figures."""
     times, errors, loads = [], [], []
+    spy = start_profile(pid, profile)
+    cpu_at_start = machine_cpu()
     rss_before = server_rss_mb(pid)
     cpu_before, child_cpu_before = _util.proc_cpu_s(pid), children_usage(pid)[1]
     stop, peak = asyncio.Event(), [rss_before, server_pss_mb(pid)]
@@ -262,6 +309,10 @@ async def measure(url: str, pid: int, browser, sessions: int, rounds: int,
                                for _ in range(sessions)))
     wall = time.perf_counter() - t0
     server_cpu = _util.proc_cpu_s(pid) - cpu_before
+    shares = cpu_shares(cpu_at_start, machine_cpu(), pid, children_of(pid))
+    if spy:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
     stop.set()
     await sampler
     children_rss, child_cpu = children_usage(pid)
@@ -269,7 +320,7 @@ async def measure(url: str, pid: int, browser, sessions: int, rounds: int,
             "server_cpu": server_cpu, "child_cpu": child_cpu - child_cpu_before,
             "rss_before": rss_before, "rss_peak": max(peak[0], server_rss_mb(pid)),
             "pss_peak": max(peak[1], server_pss_mb(pid)),
-            "children_rss": children_rss, "warm": list(warm),
+            "children_rss": children_rss, "warm": list(warm), "shares": shares,
             "first_by_page": {k: list(v) for k, v in first_by_page.items()},
             "by_page": {k: list(v) for k, v in by_page.items()}}
 
@@ -303,6 +354,8 @@ def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
     print(f"server CPU {m['server_cpu']:.0f} s over {wall:.0f} s wall "
           f"({100 * m['server_cpu'] / wall:.0f}% of one core, training included); its child "
           f"processes (training workers, the map process) {m['child_cpu']:.0f} s")
+    print(f"the machine's CPU seconds meanwhile ({os.cpu_count()} cores × {wall:.0f} s): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in m["shares"].items()))
     print(f"server RSS with its child processes: {m['rss_before']:.0f} MiB before the "
           f"sessions, peak {m['rss_peak']:.0f} MiB during them (goal ≤ 3 GB: "
           f"{'PASS' if m['rss_peak'] <= 3072 else 'FAIL'}); the children "
@@ -312,7 +365,8 @@ def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
 
 
 async def main(sessions: int, rounds: int, trainers: int = 2,
-               clients: str = "ws", steady: bool = False, train_in: str = "thread") -> None:
+               clients: str = "ws", steady: bool = False, train_in: str = "thread",
+               profile: str | None = None) -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2", "LAYERLAB_TRAIN_IN": train_in})
     try:
         _util.wait_healthy(url, timeout=300, proc=proc)
@@ -327,7 +381,7 @@ async def main(sessions: int, rounds: int, trainers: int = 2,
                 await stepping(training)
                 print("the sessions start once the runs are stepping: "
                       + "; ".join([await progress_text(page) for page in training]))
-            m = await measure(url, proc.pid, browser, sessions, rounds, clients)
+            m = await measure(url, proc.pid, browser, sessions, rounds, clients, profile)
             at_end = sum([await still_training(page) for page in training])
             stands = [await progress_text(page) for page in training]
             for page in training:
@@ -361,10 +415,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
                     help="where the server trains runs (LAYERLAB_TRAIN_IN)")
     ap.add_argument("--steady", action="store_true",
                     help="start the sessions once every run has taken its first steps")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="record the server with py-spy during the sessions (raw stacks)")
     return ap.parse_args(argv)
 
 
 if __name__ == "__main__":
     opts = parse(sys.argv[1:])
     asyncio.run(main(opts.sessions, opts.rounds, 0 if opts.no_train else opts.trainers,
-                     clients=opts.clients, steady=opts.steady, train_in=opts.train_in))
+                     clients=opts.clients, steady=opts.steady, train_in=opts.train_in,
+                     profile=opts.profile))

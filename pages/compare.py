@@ -16,7 +16,7 @@ from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record
                           session_runs)
 from pages.compare_robustness import robustness_section
 from pages.compare_snapshots import snapshots_section
-from pages.widgets import arrow_datasets, confusion_spec
+from pages.widgets import arrow_datasets, confusion_spec, frame_key
 
 st.title("⚖️ Compare")
 
@@ -57,10 +57,11 @@ def figures(key: str) -> dict:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def curves_spec(rows: pd.DataFrame, metric: str) -> dict:
+def curves_spec(key: str, _rows: pd.DataFrame, metric: str) -> dict:
     """The pinned runs' ``metric`` over the epochs, zoomable, as a Vega-Lite spec made once
-    per content (Altair's building and validating is most of the chart's cost a view)."""
-    chart = alt.Chart(rows).mark_line(point=True).encode(
+    per content (Altair's building and validating is most of the chart's cost a view);
+    ``key`` is the rows' :func:`~pages.widgets.frame_key`."""
+    chart = alt.Chart(_rows).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch"),
         y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(zero=False)),
         color=alt.Color("run:N", title="run",
@@ -95,7 +96,8 @@ rows = [{"run": label(k), "epoch": e, metric: v} for k in pinned
         for e, v in zip(runs[k].history.get("epoch", []),
                         smooth(runs[k].history.get(metric, []), weight))]
 if rows:
-    st.vega_lite_chart(spec=curves_spec(pd.DataFrame(rows), metric), width="stretch",
+    curves = pd.DataFrame(rows)
+    st.vega_lite_chart(spec=curves_spec(frame_key(curves), curves, metric), width="stretch",
                        key="compare_curves")
     st.caption("Scroll on the chart to zoom, drag to pan, double-click to see it all again.")
 else:
@@ -132,10 +134,12 @@ else:
 
 # -- accuracy vs parameters ------------------------------------------------------------------
 @st.cache_data(max_entries=32, show_spinner=False)
-def frontier_spec(ours: pd.DataFrame) -> dict:
+def frontier_spec(key: str, _ours: pd.DataFrame) -> dict:
     """The accuracy-versus-size chart of ``ours`` (one row per run, sorted by size) and
     the public records, as a Vega-Lite spec: made once per set of runs, as Altair takes
-    about 0.1 s of the server's CPU to build and validate it."""
+    about 0.1 s of the server's CPU to build and validate it (``key``: ``ours``'s
+    :func:`~pages.widgets.frame_key`)."""
+    ours = _ours
     on_front = ours["test accuracy"] >= ours["test accuracy"].cummax()
     ours = ours.assign(kind=on_front.map({True: "on the frontier",
                                           False: "behind the frontier"}),
@@ -171,7 +175,8 @@ def frontier_spec(ours: pd.DataFrame) -> dict:
 
 st.subheader("Accuracy versus size: the frontier of small models")
 ours = pd.DataFrame([figures(k) for k in keys]).sort_values("params")
-st.vega_lite_chart(spec=frontier_spec(ours), width="stretch", key="compare_frontier")
+st.vega_lite_chart(spec=frontier_spec(frame_key(ours), ours), width="stretch",
+                   key="compare_frontier")
 st.caption("A run is on the frontier when no smaller run is more accurate. Orange diamonds "
            "are published results by others (hover for the source), not trained here.")
 snapshots_section(pinned, label)

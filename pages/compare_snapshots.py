@@ -71,12 +71,37 @@ def norms_over_epochs(rows: pd.DataFrame, what: str, epoch: float) -> alt.LayerC
     return (lines + rule).properties(height=230, title=title)
 
 
+def norms_key(sets: dict[str, Snapshots], label: Callable[[str], str]) -> str:
+    """A digest of what the norm curves of ``sets`` show: each run's name, epochs and
+    norms (a few hundred numbers: far cheaper than hashing their rows as a table).
+
+    >>> snaps = [{"epoch": 1.0, "weight_norm": np.ones(2), "grad_norm": np.ones(2)}]
+    >>> one, other = {"a": (snaps, {})}, {"a": (snaps[:0], {})}
+    >>> norms_key(one, str) == norms_key(one, str), norms_key(one, str) == norms_key(other, str)
+    (True, False)
+    """
+    digest = hashlib.sha1()
+    for key, (snaps, _) in sets.items():
+        digest.update(f"{label(key)}\x00{len(snaps)}\x00".encode())
+        for snap in snaps:
+            for field in ("epoch", "weight_norm", "grad_norm"):
+                digest.update(np.asarray(snap[field], np.float64).tobytes())
+    return digest.hexdigest()
+
+
 # Every view of Compare draws these (and a playing slider redraws them each step): kept as
 # Vega-Lite specs per content, as Altair takes ~0.05-0.1 s of the server's CPU per chart.
 @st.cache_data(max_entries=64, show_spinner=False)
-def norms_over_epochs_spec(rows: pd.DataFrame, what: str, epoch: float) -> dict:
-    """:func:`norms_over_epochs` as a Vega-Lite spec, made once per content."""
-    return arrow_datasets(norms_over_epochs(rows, what, epoch).to_dict())
+def norms_over_epochs_specs(key: str, _sets: dict[str, Snapshots],
+                            _label: Callable[[str], str], epoch: float) -> list[tuple[str, dict]]:
+    """The weight and gradient norm charts (:func:`norms_over_epochs`) of ``_sets`` as
+    ``(what, Vega-Lite spec)`` pairs, none when no run has a norm; made once per content
+    (``key``: :func:`norms_key`) and slider position."""
+    rows = norm_rows(_sets, _label)
+    if rows.empty:
+        return []
+    return [(what, arrow_datasets(norms_over_epochs(rows, what, epoch).to_dict()))
+            for what in ("weights", "gradient")]
 
 
 def run_column(col, key: str, name: str, snaps: list[dict[str, Any]], meta: dict[str, Any],
@@ -124,7 +149,7 @@ def snapshots_section(pinned: list[str], label: Callable[[str], str]) -> None:
     playing = st.toggle("▶ Play", key="compare_snap_play", help="Steps through the epochs.")
     # One slider per set of runs: a stored position always fits its options.
     pos_key = "compare_snap_pos_" + hashlib.sha1("|".join(sets).encode()).hexdigest()[:10]
-    rows = norm_rows(sets, label)
+    norms = norms_key(sets, label)
 
     def frame() -> None:
         if pos_key in st.session_state:     # a resumed run may have changed the epochs
@@ -137,10 +162,9 @@ def snapshots_section(pinned: list[str], label: Callable[[str], str]) -> None:
             cols = st.columns(PER_ROW)
             for col, key in zip(cols, keys[start:start + PER_ROW]):
                 run_column(col, key, label(key), *sets[key], epochs[j])
-        for what in ("weights", "gradient") if not rows.empty else ():
+        for what, spec in norms_over_epochs_specs(norms, sets, label, epochs[j]):
             # full width, the legend at the side: Streamlit's height includes a legend's,
             # and one below a half-width chart leaves its plot no room
-            st.vega_lite_chart(spec=norms_over_epochs_spec(rows, what, epochs[j]),
-                               width="stretch", key=f"compare_snap_{what}")
+            st.vega_lite_chart(spec=spec, width="stretch", key=f"compare_snap_{what}")
 
     st.fragment(frame, run_every=PLAY_EVERY_S if playing else None)()

@@ -16,7 +16,7 @@ from core.stats import human_bytes, human_count, summarize
 from core.wording import plural
 from pages.common import pretrained_record, show_error, store
 from pages.diagram_view import show_network
-from pages.widgets import arrow_datasets, layer_table, show_layer_table
+from pages.widgets import arrow_datasets, frame_key, layer_table, show_layer_table
 
 st.title("🧱 Models")
 st.caption("Every number here comes from the layer stack itself and matches Keras' own "
@@ -61,10 +61,11 @@ st.subheader("Where the parameters and the compute go")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def shares_spec(table: pd.DataFrame) -> dict:
+def shares_spec(key: str, _table: pd.DataFrame) -> dict:
     """Each layer's share of the parameters, MACs and activations, as a Vega-Lite spec
-    made once per table (Altair's building and validating cost about 0.03 s a view)."""
-    long = table.melt(id_vars=["#", "layer", "type"],
+    made once per table (Altair's building and validating cost about 0.03 s a view);
+    ``key`` is the table's :func:`~pages.widgets.frame_key`."""
+    long = _table.melt(id_vars=["#", "layer", "type"],
                       value_vars=["params", "MACs", "activations"],
                       var_name="measure", value_name="value")
     long["share"] = long.groupby("measure")["value"].transform(lambda v: v / max(v.sum(), 1))
@@ -79,7 +80,8 @@ def shares_spec(table: pd.DataFrame) -> dict:
     ).properties(height=320).to_dict())
 
 
-st.vega_lite_chart(spec=shares_spec(table), width="stretch", key="models_chart")
+st.vega_lite_chart(spec=shares_spec(frame_key(table), table), width="stretch",
+                   key="models_chart")
 
 st.subheader("Take it with you")
 script = to_keras_script(preset.spec)

@@ -129,6 +129,24 @@ def test_pictures_and_norm_curves(compare):
     mlp = curves[0][curves[0]["run"] == "warmup_mlp (pretrained)"]
     assert len(mlp) == len(shipped("warmup_mlp")["epoch"])      # a point per snapshot
 
+def test_norm_curves_are_computed_once_per_content(compare, monkeypatch):
+    """Every view of Compare redrew the norm curves from rows computed and hashed anew
+    (a sixth of the server's CPU under a class's load, with the other charts keyed by
+    their rows); now a view of the same runs at the same epoch reuses them."""
+    import pages.compare_snapshots as snapshots
+
+    at, _, _ = compare
+    calls = []
+    real = snapshots.norm_rows
+    monkeypatch.setattr(snapshots, "norm_rows", lambda *a: calls.append(1) or real(*a))
+    at.run()
+    assert not at.exception and calls == []
+    assert sum("norm of the whole network" in c.proto.spec
+               for c in at.get("vega_lite_chart")) == 2
+    slider(at).set_value(1).run()                            # another epoch: drawn anew
+    assert calls == [1]
+
+
 def test_play_advances_the_shared_slider(compare):
     at, _, _ = compare
     at.toggle(key="compare_snap_play").set_value(True).run()
