@@ -21,10 +21,13 @@ then also given as PSS, which counts the libraries the processes share once.
 By default the sessions start as soon as the runs have started, so they meet the runs'
 first seconds, when TensorFlow traces each train step (pure Python, holding the server's
 interpreter lock); ``--steady`` starts them once every run has taken its first steps.
+``--warm`` lets one session visit every page first and waits for the server to go idle
+(its warm-up done), as when a teacher opens the app before the class arrives; by default
+the sessions meet a server that has just started.
 ``--profile FILE`` records the server's Python with py-spy (where installed) while the
 sessions run, as py-spy's raw (collapsed) stacks.
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
-       [--trainers N] [--steady] [--train-in thread|process] [--profile FILE]
+       [--trainers N] [--steady] [--warm] [--train-in thread|process] [--profile FILE]
        (defaults: 30 sessions, 2 rounds, 2 trainers, runs in threads of the server)
 """
 from __future__ import annotations
@@ -233,34 +236,51 @@ first_by_page: dict[str, list[float]] = {}      # each session's first visit of 
 warm: list[float] = []           # renders after each session's first round
 
 
-async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
-    """One websocket session: load the app, then request each page in turn."""
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+async def ws_session(url: str):
+    """A websocket connection to the app speaking Streamlit's protocol, as a browser's."""
     from websockets.asyncio.client import connect
 
-    conn = await connect(url.replace("http", "ws") + "/_stcore/stream",
+    return await connect(url.replace("http", "ws") + "/_stcore/stream",
                          subprotocols=["streamlit"], max_size=2**26)
+
+
+async def request_page(conn, page_hash: str, pages: dict[str, str], errors: list,
+                       reruns: list | None = None) -> None:
+    """Ask for a page (``""``: the app's first) and read until its script has finished:
+    the app's menu (url path → page hash) replaces ``pages``, exceptions shown into ``errors``,
+    and the intervals of the fragments it asks to rerun by themselves into ``reruns``."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    msg = BackMsg()
+    msg.rerun_script.query_string = ""
+    msg.rerun_script.page_script_hash = page_hash
+    await conn.send(msg.SerializeToString())
+    while True:
+        raw = await asyncio.wait_for(conn.recv(), timeout=120)
+        fwd = ForwardMsg()
+        fwd.ParseFromString(raw)
+        kind = fwd.WhichOneof("type")
+        if kind == "navigation":            # the latest menu (a fresh server's first
+            pages.clear()                     # run may send Streamlit's own pages/ menu)
+            pages.update({p.url_pathname or "": p.page_script_hash
+                          for p in fwd.navigation.app_pages})
+        elif kind == "delta" and fwd.delta.new_element.WhichOneof("type") == "exception":
+            errors.append(f"exception: {fwd.delta.new_element.exception.message[:80]}")
+        elif kind == "auto_rerun" and reruns is not None:
+            reruns.append(fwd.auto_rerun.interval)
+        elif kind == "script_finished" and \
+                fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+            return                # (as a browser: a run ended for a rerun is not the page)
+
+
+async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
+    """One websocket session: load the app, then request each page in turn."""
+    conn = await ws_session(url)
     pages: dict[str, str] = {}
 
     async def request(page_hash: str) -> None:
-        msg = BackMsg()
-        msg.rerun_script.query_string = ""
-        msg.rerun_script.page_script_hash = page_hash
-        await conn.send(msg.SerializeToString())
-        while True:
-            raw = await asyncio.wait_for(conn.recv(), timeout=120)
-            fwd = ForwardMsg()
-            fwd.ParseFromString(raw)
-            kind = fwd.WhichOneof("type")
-            if kind == "navigation":
-                pages.update({p.url_pathname or "": p.page_script_hash
-                              for p in fwd.navigation.app_pages})
-            elif kind == "delta" and fwd.delta.new_element.WhichOneof("type") == "exception":
-                errors.append(f"exception: {fwd.delta.new_element.exception.message[:80]}")
-            elif kind == "script_finished" and \
-                    fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
-                return            # (as a browser: a run ended for a rerun is not the page)
+        await request_page(conn, page_hash, pages, errors)
 
     await request("")
     for rnd in range(rounds):
@@ -277,6 +297,23 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
             except Exception as exc:  # a timeout or a dropped socket counts as an error
                 errors.append(f"{path or 'home'}: {type(exc).__name__}")
     await conn.close()
+
+
+async def server_idle(pid: int, timeout_s: float = 180, quiet_s: float = 6) -> float:
+    """Wait until the server has used under a tenth of a core for ``quiet_s`` seconds
+    (its background warm-up done: longer than the warm-up's own delay,
+    core/page_warm_up.py); the seconds waited."""
+    t0 = time.perf_counter()
+    quiet_since, last = t0, _util.proc_cpu_s(pid)
+    while time.perf_counter() - t0 < timeout_s:
+        await asyncio.sleep(0.5)
+        now = _util.proc_cpu_s(pid)
+        if now - last > 0.05:
+            quiet_since = time.perf_counter()
+        last = now
+        if time.perf_counter() - quiet_since >= quiet_s:
+            break
+    return time.perf_counter() - t0
 
 
 def start_profile(pid: int, path: str | None):
@@ -366,10 +403,16 @@ def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
 
 async def main(sessions: int, rounds: int, trainers: int = 2,
                clients: str = "ws", steady: bool = False, train_in: str = "thread",
-               profile: str | None = None) -> None:
+               profile: str | None = None, warm_first: bool = False) -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2", "LAYERLAB_TRAIN_IN": train_in})
     try:
         _util.wait_healthy(url, timeout=300, proc=proc)
+        if warm_first:
+            await ws_student(url, 1, [], [])
+            waited = await server_idle(proc.pid)
+            by_page.clear(), first_by_page.clear(), warm.clear()
+            print(f"warm server: one session visited every page, then {waited:.0f} s until "
+                  "the server was idle")
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,
@@ -415,6 +458,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                     help="where the server trains runs (LAYERLAB_TRAIN_IN)")
     ap.add_argument("--steady", action="store_true",
                     help="start the sessions once every run has taken its first steps")
+    ap.add_argument("--warm", action="store_true",
+                    help="one session visits every page first; wait for the server to idle")
     ap.add_argument("--profile", metavar="FILE",
                     help="record the server with py-spy during the sessions (raw stacks)")
     return ap.parse_args(argv)
@@ -424,4 +469,4 @@ if __name__ == "__main__":
     opts = parse(sys.argv[1:])
     asyncio.run(main(opts.sessions, opts.rounds, 0 if opts.no_train else opts.trainers,
                      clients=opts.clients, steady=opts.steady, train_in=opts.train_in,
-                     profile=opts.profile))
+                     profile=opts.profile, warm_first=opts.warm))

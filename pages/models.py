@@ -13,7 +13,7 @@ from core.notebook import notebook_for_preset, script_for_preset
 from core.preprocess import MAX_FILE_MB
 from core.presets import PRESETS
 from core.stats import human_bytes, human_count, summarize
-from core.wording import plural
+from core.wording import plain, plural
 from pages.common import pretrained_record, show_error, store
 from pages.diagram_view import show_network
 from pages.widgets import arrow_datasets, frame_key, layer_table, show_layer_table
@@ -134,10 +134,10 @@ else:
                                   max_upload_size=MAX_FILE_MB)
     ready = keras_file is not None
 import_name = st.text_input("Name", "imported", key="import_name", max_chars=48)
-@st.fragment(run_every=1.0)
 def import_progress() -> None:
     """The session's import, evaluated under the server's scheduler: queue place, then
-    progress, then its result (polled here, never evaluated in the page's thread)."""
+    progress (polled here, never evaluated in the page's thread); once it is done, its
+    outcome is kept for :func:`import_outcome` and the whole page runs again."""
     job = st.session_state.get("import_job")
     if not isinstance(job, ImportJob):
         return
@@ -152,11 +152,25 @@ def import_progress() -> None:
     try:
         run, model = job.result()
     except Exception as err:  # LayerLabError sentences; anything else explained too
-        show_error(err)
-        return
-    st.session_state.session_models[run.id] = model
-    st.success(f"Imported “{run.name}”: {run.params:,} parameters, test accuracy "
-               f"{run.test_accuracy:.2%}.")
+        st.session_state.import_outcome = err
+    else:
+        st.session_state.session_models[run.id] = model
+        st.session_state.import_outcome = {"name": run.name, "params": run.params,
+                                           "accuracy": run.test_accuracy}
+    st.rerun(scope="app")     # the page without the progress: the import button is free
+
+
+def import_outcome() -> None:
+    """The last import's result or error, kept until the next import starts."""
+    outcome = st.session_state.get("import_outcome")
+    if isinstance(outcome, dict):
+        try:
+            st.success(f"Imported “{plain(outcome['name'])}”: {int(outcome['params']):,} "
+                       f"parameters, test accuracy {float(outcome['accuracy']):.2%}.")
+        except (KeyError, TypeError, ValueError):
+            pass                                 # not an outcome this page wrote
+    elif isinstance(outcome, Exception):
+        show_error(outcome)
 
 
 busy = isinstance(st.session_state.get("import_job"), ImportJob)
@@ -169,8 +183,13 @@ if st.button("Import", key="import_go", disabled=not ready or busy):
             else:
                 model = load_keras_upload(keras_file.getvalue())
                 spec = spec_from_keras(model, import_name)
+        st.session_state.import_outcome = None
         st.session_state.import_job = ImportJob(model, spec, import_name,
                                                 st.session_state.workspace, store()).start()
     except Exception as err:  # LayerLabError sentences; anything else explained too
         show_error(err)
-import_progress()
+
+# Polled only while an import is pending: an idle page asks the server for nothing.
+pending = isinstance(st.session_state.get("import_job"), ImportJob)
+st.fragment(import_progress, run_every=1.0 if pending else None)()
+import_outcome()

@@ -318,6 +318,10 @@ OTHER_STATES = {
                                                "train_source": "Stack from the Builder"},
     ("train", "a training source that is markdown"): {"train_source": PAYLOAD},
     ("models", "an import job that is text"): {"import_job": PAYLOAD},
+    ("models", "an import outcome that is markdown"): {"import_outcome": PAYLOAD},
+    ("models", "an import outcome with a markdown name"): {
+        "import_outcome": {"name": PAYLOAD, "params": 5, "accuracy": 0.5}},
+    ("models", "an import outcome that is broken"): {"import_outcome": {"name": "x"}},
 }
 
 
