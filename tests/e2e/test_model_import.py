@@ -27,12 +27,15 @@ def test_an_imported_model_is_announced_and_stays(server, page, tmp_path, small_
     open_app(page, server.url, "Layer Lab")
     sidebar(page).get_by_role("link", name="Models").click()
     wait_idle(page)
-    page.locator(".st-key-import_spec input[type=file]").set_input_files(str(spec))
-    page.locator(".st-key-import_weights input[type=file]").set_input_files(str(weights))
+    for key, path in (("import_spec", spec), ("import_weights", weights)):
+        page.locator(f".st-key-{key} input[type=file]").set_input_files(str(path))
+        expect(page.locator(f".st-key-{key}").get_by_text(path.name)).to_be_visible()
+        wait_idle(page)
     name = page.locator(".st-key-import_name input")
     name.fill("my import")
     name.press("Enter")
     wait_idle(page)
+    expect(page.locator(".st-key-import_go button")).to_be_enabled(timeout=60_000)
     page.locator(".st-key-import_go button").click()
     done = page.get_by_text(re.compile(r"Imported “my import”: [\d,]+ parameters, test "
                                        r"accuracy 9\d\.\d\d%\."))
