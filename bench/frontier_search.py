@@ -71,6 +71,11 @@ CANDIDATES: dict[str, list[dict]] = {
 }
 
 
+# Options of the search itself, not of the app's Recipe: ``ema=0.999`` averages the
+# weights (Keras' optimizer EMA) and evaluates the averaged ones.
+SEARCH_OPTIONS = {"ema": 0.0}
+
+
 def parse(argv: list[str]) -> tuple[str, Recipe]:
     """Candidate name and recipe from ``CAND SEED EPOCHS [key=json ...]``.
 
@@ -79,6 +84,8 @@ def parse(argv: list[str]) -> tuple[str, Recipe]:
     """
     name, seed, epochs = argv[0], int(argv[1]), int(argv[2])
     changes = {key: json.loads(value) for key, value in (a.split("=", 1) for a in argv[3:])}
+    for key in SEARCH_OPTIONS:
+        SEARCH_OPTIONS[key] = changes.pop(key, SEARCH_OPTIONS[key])
     recipe = Recipe(learning_rate=0.01, schedule="one_cycle", batch_size=128, epochs=epochs,
                     validation_split=0.05, seed=seed)
     return name, recipe.replace(**changes)
@@ -105,15 +112,21 @@ def train(spec: ModelSpec, recipe: Recipe) -> dict:
     def targets(y):
         return np.eye(10, dtype="float32")[y] if recipe.label_smoothing else y
     steps = math.ceil(len(data.y_train) / recipe.batch_size) * recipe.epochs
-    fitted.compile(optimizer=keras.optimizers.Adam(lr_at(recipe, 0, steps)),
+    ema = float(SEARCH_OPTIONS["ema"])
+    adam = keras.optimizers.Adam(lr_at(recipe, 0, steps), use_ema=ema > 0,
+                                 ema_momentum=ema or 0.99)
+    fitted.compile(optimizer=adam,
                    loss=make_loss(recipe), metrics=["accuracy"])
     history = fitted.fit(to_float(data.x_train), targets(data.y_train), batch_size=recipe.batch_size,
                          epochs=recipe.epochs, verbose=0,
                          validation_data=(data.x_val, targets(data.y_val)),
                          callbacks=[StepLearningRate(lambda step: lr_at(recipe, step, steps))])
-    probs = model.predict(data.x_test, batch_size=2000, verbose=0)
-    return {"params": model.count_params(), "val": history.history["val_accuracy"][-1],
-            "test": float(np.mean(probs.argmax(axis=1) == data.y_test))}
+    def accuracy(x, y):       # after fit: the averaged weights when ema is on
+        return float(np.mean(model.predict(x, batch_size=2000, verbose=0).argmax(axis=1) == y))
+
+    return {"params": model.count_params(), "val": accuracy(data.x_val, data.y_val),
+            "fit_val": history.history["val_accuracy"][-1],
+            "test": accuracy(data.x_test, data.y_test)}
 
 
 def main(argv: list[str]) -> None:
@@ -122,7 +135,8 @@ def main(argv: list[str]) -> None:
     result = train(ModelSpec(name, CANDIDATES[name]), recipe)
     print(f"RESULT {name} params={result['params']} seed={recipe.seed} epochs={recipe.epochs} "
           f"batch={recipe.batch_size} lr={recipe.learning_rate} ls={recipe.label_smoothing} "
-          f"augment={recipe.augment} val={result['val']:.4f} test={result['test']:.4f} "
+          f"augment={recipe.augment} ema={SEARCH_OPTIONS['ema']} val={result['val']:.4f} "
+          f"(in fit {result['fit_val']:.4f}) test={result['test']:.4f} "
           f"s={time.perf_counter() - t0:.0f}", flush=True)
 
 
