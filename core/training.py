@@ -124,8 +124,8 @@ class Progress:
 class TrainingData:
     """Arrays for one run: int labels; float images with a channel axis, except the
     training images, which stay uint8 pixels ``(N, 28, 28)`` (a quarter of the memory,
-    and TensorFlow's copy of them too: about 270 MB less a run) and are scaled a batch
-    at a time (:func:`make_dataset`; :func:`core.data.to_float` for any other use)."""
+    and of TensorFlow's copy and shuffle buffer of them: about 350 MiB less a run) and
+    are scaled a batch at a time (:func:`make_dataset`; :func:`core.data.to_float` for any other use)."""
 
     x_train: np.ndarray
     y_train: np.ndarray

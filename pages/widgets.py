@@ -17,13 +17,15 @@ from core.stats import LayerRow, human_bytes, shape_text
 
 CELL = "cell"            # the confusion chart's click selection (``selection_mode=[CELL]``)
 
+
 def frame_key(frame: pd.DataFrame) -> str:
     """A digest of a small DataFrame's content, as the key of a chart cached per content.
 
     ``st.cache_data`` hashes a DataFrame argument with pandas' row hashing, about 1.5 ms
-    a call for a chart's few hundred rows; four charts redrawn at every view of Models
-    and Compare made that a sixth of the server's CPU under a class's load. Pickling the
-    frame and hashing the bytes takes about 0.07 ms. Equal content gives equal keys;
+    a call for a chart's few hundred rows, and four charts redrawn at every view of
+    Models and Compare paid it (a profile under a class's load put it at a sixth of the
+    server's samples; a quiet warm view went from 19 to 18 ms of CPU without it). Pickling
+    the frame and hashing the bytes takes about 0.07 ms. Equal content gives equal keys;
     a frame built differently may give another key, which only costs one more build.
 
     >>> a = pd.DataFrame({"run": ["x", "y"], "epoch": [1.0, 2.0]})
@@ -31,7 +33,6 @@ def frame_key(frame: pd.DataFrame) -> str:
     (True, False)
     """
     return hashlib.sha1(pickle.dumps(frame, protocol=5)).hexdigest()
-
 
 
 def arrow_datasets(spec: dict) -> dict:

@@ -130,9 +130,8 @@ def test_pictures_and_norm_curves(compare):
     assert len(mlp) == len(shipped("warmup_mlp")["epoch"])      # a point per snapshot
 
 def test_norm_curves_are_computed_once_per_content(compare, monkeypatch):
-    """Every view of Compare redrew the norm curves from rows computed and hashed anew
-    (a sixth of the server's CPU under a class's load, with the other charts keyed by
-    their rows); now a view of the same runs at the same epoch reuses them."""
+    """Every view of Compare redrew the norm curves from rows computed and hashed anew;
+    now a view of the same runs at the same epoch reuses them."""
     import pages.compare_snapshots as snapshots
 
     at, _, _ = compare

@@ -161,9 +161,9 @@ def test_cached_charts_and_digits_reach_the_browser_without_work_per_view():
 
 def test_no_cached_chart_hashes_a_dataframe():
     """Streamlit hashes a DataFrame argument of a cached function row by row (about
-    1.5 ms a call): four charts redrawn at every view of Models and Compare spent a sixth
-    of the server's CPU on it under a class's load. A cached function takes a frame only
-    as an unhashed ``_`` argument, keyed by a cheap digest (pages.widgets.frame_key)."""
+    1.5 ms a call), and four charts redrawn at every view of Models and Compare paid it.
+    A cached function takes a frame only as an unhashed ``_`` argument, keyed by a cheap
+    digest (pages.widgets.frame_key)."""
     import ast
     from pathlib import Path
 
