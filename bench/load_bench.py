@@ -46,6 +46,8 @@ import time
 import _util
 from playwright.async_api import async_playwright
 
+from pages.self_visit import connect, request_page  # the app's own client (one owner)
+
 PAGES = [("Models", "Models"), ("Builder", "Builder"), ("Compare", "Compare"),
          ("Challenge", "Parameter-budget challenge"), ("Home", "Layer Lab")]
 
@@ -237,41 +239,8 @@ warm: list[float] = []           # renders after each session's first round
 
 
 async def ws_session(url: str):
-    """A websocket connection to the app speaking Streamlit's protocol, as a browser's."""
-    from websockets.asyncio.client import connect
-
-    return await connect(url.replace("http", "ws") + "/_stcore/stream",
-                         subprotocols=["streamlit"], max_size=2**26)
-
-
-async def request_page(conn, page_hash: str, pages: dict[str, str], errors: list,
-                       reruns: list | None = None) -> None:
-    """Ask for a page (``""``: the app's first) and read until its script has finished:
-    the app's menu (url path → page hash) replaces ``pages``, exceptions shown into ``errors``,
-    and the intervals of the fragments it asks to rerun by themselves into ``reruns``."""
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-    msg = BackMsg()
-    msg.rerun_script.query_string = ""
-    msg.rerun_script.page_script_hash = page_hash
-    await conn.send(msg.SerializeToString())
-    while True:
-        raw = await asyncio.wait_for(conn.recv(), timeout=120)
-        fwd = ForwardMsg()
-        fwd.ParseFromString(raw)
-        kind = fwd.WhichOneof("type")
-        if kind == "navigation":            # the latest menu (a fresh server's first
-            pages.clear()                     # run may send Streamlit's own pages/ menu)
-            pages.update({p.url_pathname or "": p.page_script_hash
-                          for p in fwd.navigation.app_pages})
-        elif kind == "delta" and fwd.delta.new_element.WhichOneof("type") == "exception":
-            errors.append(f"exception: {fwd.delta.new_element.exception.message[:80]}")
-        elif kind == "auto_rerun" and reruns is not None:
-            reruns.append(fwd.auto_rerun.interval)
-        elif kind == "script_finished" and \
-                fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
-            return                # (as a browser: a run ended for a rerun is not the page)
+    """A websocket connection to the app at ``url`` (http://host:port), as a browser's."""
+    return await connect(url.replace("http", "ws", 1) + "/_stcore/stream")
 
 
 async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:

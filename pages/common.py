@@ -110,10 +110,17 @@ def _start_warm_ups() -> None:
     background (core/page_warm_up.py); it starts TensorFlow on a low-priority thread, so
     training's compute pools run below the pages (core/priority.py). Once per server, a
     few milliseconds; the page itself never waits for TensorFlow (runs and model loads
-    start it lowered themselves when the warm-up is off)."""
+    start it lowered themselves when the warm-up is off). Then the server opens each of
+    its pages once itself, so a class's first views find them warm (pages/self_visit.py)."""
     from core import page_warm_up
+    from pages import self_visit
 
     page_warm_up.start_errors_warm_up()
+    if self_visit.visit_thread is None:       # (until it has started: a few lookups)
+        self_visit.start_once(self_visit.stream_url(
+            st.get_option("server.address") or "", int(st.get_option("server.port")),
+            st.get_option("server.baseUrlPath") or "",
+            tls=bool(st.get_option("server.sslCertFile"))))
 
 
 def _start_map_process() -> None:

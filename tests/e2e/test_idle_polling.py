@@ -5,7 +5,6 @@ the server run 30 fragments a second."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,9 @@ LIVE_BOARD = "challenge"  # the leaderboard's standings refresh by design (every
 
 async def fragment_reruns(url: str) -> tuple[dict[str, list[float]], list[str]]:
     """Each page's self-rerun intervals (under the heartbeat's), visited in one session."""
-    from load_bench import request_page, ws_session
+    from pages.self_visit import connect, request_page
 
-    conn = await ws_session(url)
+    conn = await connect(url.replace("http", "ws", 1) + "/_stcore/stream")
     pages: dict[str, str] = {}
     errors: list[str] = []
     try:
@@ -33,8 +32,7 @@ async def fragment_reruns(url: str) -> tuple[dict[str, list[float]], list[str]]:
     return polling, errors
 
 
-def test_idle_pages_do_not_poll(server, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
+def test_idle_pages_do_not_poll(server):
     polling, errors = asyncio.run(fragment_reruns(server.url))
     assert not errors
     assert len(polling) == 13 and polling[LIVE_BOARD] == [5.0]

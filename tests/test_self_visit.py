@@ -1,0 +1,43 @@
+"""pages/self_visit.py: the server's own visit of its pages (tests/e2e/test_self_visit.py
+runs it against a real server)."""
+from __future__ import annotations
+
+import doctest
+import logging
+import socket
+
+from pages import self_visit
+
+
+def test_examples_in_the_docstrings_run():
+    result = doctest.testmod(self_visit)
+    assert result.attempted >= 6 and result.failed == 0
+
+
+def test_reached_on_the_loopback_under_the_base_path():
+    assert self_visit.stream_url("0.0.0.0", 8501, "/class/lab") == \
+        "ws://127.0.0.1:8501/class/lab/_stcore/stream"
+    assert self_visit.stream_url("127.0.0.1", 9000, "", tls=True) == \
+        "wss://127.0.0.1:9000/_stcore/stream"
+
+
+def test_a_server_that_cannot_be_reached_is_logged_not_raised(monkeypatch, caplog):
+    with socket.socket() as sock:           # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(self_visit, "START_DELAY_S", 0)
+    with caplog.at_level(logging.WARNING, logger=self_visit.__name__):
+        self_visit._run(self_visit.stream_url("127.0.0.1", port))
+    assert "visit of its own pages stopped" in caplog.text
+
+
+def test_started_once_per_process_and_not_when_turned_off(monkeypatch):
+    monkeypatch.setattr(self_visit, "visit_thread", None)
+    monkeypatch.setenv("LAYERLAB_WARM_UP_PAGES", "0")
+    assert self_visit.start_once("ws://127.0.0.1:1/_stcore/stream") is None
+    monkeypatch.setenv("LAYERLAB_WARM_UP_PAGES", "1")
+    monkeypatch.setattr(self_visit, "START_DELAY_S", 0)
+    monkeypatch.setattr(self_visit, "_run", lambda url: None)
+    first = self_visit.start_once("ws://127.0.0.1:1/_stcore/stream")
+    assert first is not None and self_visit.start_once("ws://other") is first
+    first.join(5)
