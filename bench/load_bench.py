@@ -24,10 +24,13 @@ interpreter lock); ``--steady`` starts them once every run has taken its first s
 ``--warm`` lets one session visit every page first and waits for the server to go idle
 (its warm-up done), as when a teacher opens the app before the class arrives; by default
 the sessions meet a server that has just started.
+``--first-view`` has one session open Home only and waits for the server to go idle:
+the server then visits its own pages (pages/self_visit.py), as when a teacher opens the
+app once, on any page, before the class.
 ``--profile FILE`` records the server's Python with py-spy (where installed) while the
 sessions run, as py-spy's raw (collapsed) stacks.
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
-       [--trainers N] [--steady] [--warm] [--train-in thread|process] [--profile FILE]
+       [--trainers N] [--steady] [--warm] [--first-view] [--train-in thread|process] [--profile FILE]
        (defaults: 30 sessions, 2 rounds, 2 trainers, runs in threads of the server)
 """
 from __future__ import annotations
@@ -372,16 +375,21 @@ def report(m: dict, sessions: int, rounds: int, clients: str, trainers: int,
 
 async def main(sessions: int, rounds: int, trainers: int = 2,
                clients: str = "ws", steady: bool = False, train_in: str = "thread",
-               profile: str | None = None, warm_first: bool = False) -> None:
+               profile: str | None = None, warm_first: bool = False,
+               first_view: bool = False) -> None:
     proc, url = _util.start_app({"LAYERLAB_MAX_RUNS": "2", "LAYERLAB_TRAIN_IN": train_in})
     try:
         _util.wait_healthy(url, timeout=300, proc=proc)
-        if warm_first:
-            await ws_student(url, 1, [], [])
+        if warm_first or first_view:
+            if warm_first:
+                await ws_student(url, 1, [], [])
+            else:                   # the server's own visit (pages/self_visit.py) does it
+                async with await ws_session(url) as conn:
+                    await request_page(conn, "", {}, [])
             waited = await server_idle(proc.pid)
             by_page.clear(), first_by_page.clear(), warm.clear()
-            print(f"warm server: one session visited every page, then {waited:.0f} s until "
-                  "the server was idle")
+            print(f"warm server: one session {'visited every page' if warm_first else 'opened Home'}"
+                  f", then {waited:.0f} s until the server was idle")
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,
@@ -429,6 +437,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                     help="start the sessions once every run has taken its first steps")
     ap.add_argument("--warm", action="store_true",
                     help="one session visits every page first; wait for the server to idle")
+    ap.add_argument("--first-view", action="store_true",
+                    help="one session opens Home only (the server then visits its own "
+                         "pages); wait for the server to idle")
     ap.add_argument("--profile", metavar="FILE",
                     help="record the server with py-spy during the sessions (raw stacks)")
     return ap.parse_args(argv)
@@ -438,4 +449,5 @@ if __name__ == "__main__":
     opts = parse(sys.argv[1:])
     asyncio.run(main(opts.sessions, opts.rounds, 0 if opts.no_train else opts.trainers,
                      clients=opts.clients, steady=opts.steady, train_in=opts.train_in,
-                     profile=opts.profile, warm_first=opts.warm))
+                     profile=opts.profile, warm_first=opts.warm,
+                     first_view=opts.first_view))

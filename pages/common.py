@@ -103,6 +103,19 @@ def init_session() -> None:
     _keep_workspace_runs_alive()
     _start_map_process()
     _start_warm_ups()
+    _yield_to_students()
+
+
+def _yield_to_students() -> None:
+    """The server's own visit of its pages runs below the students' page views, which it
+    waits for (pages/self_visit.py)."""
+    from core import priority
+    from pages import self_visit
+
+    if self_visit.is_own(st.query_params.get(self_visit.QUERY_KEY)):
+        priority.lower_this_thread()       # this run's thread only: one per page run
+    else:
+        self_visit.note_page_view()
 
 
 def _start_warm_ups() -> None:

@@ -12,7 +12,12 @@ websocket, as a browser does, and asks for each page in the menu's order: the ve
 student's view runs, the same caches filled. Streamlit offers no hook at server start for
 ``streamlit run`` (pages/common.py), so the first page view is the earliest moment. The
 visit's session is an ordinary one: a fresh workspace of its own that is never used, no
-widget touched, closed at the end. It never raises: a failure is logged and the pages stay
+widget touched, closed at the end. It asks for a page only once no student has opened one
+for a second (:func:`note_page_view`), and its page runs are lowered like training
+(core/priority.py): a class arriving all at once is served first and pays its own first
+views as before (the visit's extra pages would only add to that burst), while a server
+opened once before the class, or found by students one by one, has every page warm. It
+never raises: a failure is logged and the pages stay
 as they were, only slower to open first. ``LAYERLAB_WARM_UP_PAGES=0`` turns it off (the
 tests do; tests/e2e/test_self_visit.py turns it on).
 """
@@ -20,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import hmac
 import os
+import secrets
 import ssl
 import threading
 import time
@@ -31,6 +38,37 @@ visit_thread: threading.Thread | None = None
 visited: list[str] = []          # the url paths asked for, in order ("" is Home)
 START_DELAY_S = 3.0              # after the first view (as core/page_warm_up.py's)
 PAGE_TIMEOUT_S = 120.0           # one page's answer; a stuck page ends the visit
+QUIET_S = 1.0                    # no student's page view for this long: the visit's turn
+GIVE_UP_S = 900.0                # a server busy for this long is warm by its own visitors
+QUERY_KEY = "layerlab_visit"
+_TOKEN = secrets.token_urlsafe(16)   # marks the visit's own page runs, known to no one else
+_last_view = 0.0                 # time.monotonic() of the latest student's page view
+
+
+def note_page_view() -> None:
+    """A student's page view has just started (the visit waits for a quiet second)."""
+    global _last_view
+    _last_view = time.monotonic()
+
+
+def is_own(value: str | None) -> bool:
+    """Whether a page run's ``?layerlab_visit=`` value is this server's own visit's.
+
+    >>> is_own(_TOKEN), is_own(None), is_own("guess")
+    (True, False, False)
+    """
+    return value is not None and hmac.compare_digest(value.encode(), _TOKEN.encode())
+
+
+async def wait_quiet(clock=time.monotonic) -> bool:
+    """Wait until no student has opened a page for :data:`QUIET_S`; False after
+    :data:`GIVE_UP_S` of a busy server."""
+    start = clock()
+    while clock() - _last_view < QUIET_S:
+        if clock() - start > GIVE_UP_S:
+            return False
+        await asyncio.sleep(0.25)
+    return True
 
 
 def enabled() -> bool:
@@ -118,14 +156,20 @@ def connect(url: str):
 
 async def visit(url: str) -> list[str]:
     """Open the app at ``url`` and ask for every page of its menu once; the url paths
-    asked for, in order ("" is Home). Exceptions a page shows are logged."""
+    asked for, in order ("" is Home), each once no student has opened a page for a
+    second. Exceptions a page shows are logged."""
     pages: dict[str, str] = {}
     errors: list[str] = []
-    asked = [""]
+    asked: list[str] = []
+    query = f"{QUERY_KEY}={_TOKEN}"
     async with connect(url) as conn:
-        await request_page(conn, "", pages, errors)
+        if await wait_quiet():
+            await request_page(conn, "", pages, errors, query=query)
+            asked.append("")
         for path in menu_order(list(pages)):
-            await request_page(conn, pages[path], pages, errors)
+            if not await wait_quiet():
+                break
+            await request_page(conn, pages[path], pages, errors, query=query)
             asked.append(path)
     for error in errors:
         _log.warning("A page showed an error to the server's own visit: %s", error)

@@ -41,3 +41,31 @@ def test_started_once_per_process_and_not_when_turned_off(monkeypatch):
     first = self_visit.start_once("ws://127.0.0.1:1/_stcore/stream")
     assert first is not None and self_visit.start_once("ws://other") is first
     first.join(5)
+
+
+def test_the_visit_waits_for_a_quiet_second_and_gives_up_on_a_busy_server(monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(self_visit, "QUIET_S", 0.3)
+    monkeypatch.setattr(self_visit, "GIVE_UP_S", 0.6)
+    self_visit.note_page_view()
+    assert asyncio.run(self_visit.wait_quiet()) is True        # quiet after 0.3 s
+
+    async def busy() -> bool:                 # a student opens a page every 0.1 s
+        async def students():
+            for _ in range(20):
+                self_visit.note_page_view()
+                await asyncio.sleep(0.1)
+        task = asyncio.create_task(students())
+        await asyncio.sleep(0)            # the first student's view has started
+        quiet = await self_visit.wait_quiet()
+        task.cancel()
+        return quiet
+
+    assert asyncio.run(busy()) is False
+
+
+def test_only_the_servers_own_token_marks_a_visit():
+    token = self_visit._TOKEN
+    assert self_visit.is_own(token)
+    assert not self_visit.is_own(token[:-1]) and not self_visit.is_own("")
