@@ -145,6 +145,15 @@ def _start_map_process() -> None:
     WORKER.start_once()
 
 
+def sweep_live(ws: str) -> bool:
+    """Whether workspace ``ws`` has a sweep in progress, without importing the sweep
+    module: it is loaded only once a sweep page has been opened, and may be half-way
+    through its import on another session's thread (its ``live`` not defined yet, when
+    no sweep can have started either)."""
+    live = getattr(sys.modules.get("core.sweep"), "live", None)
+    return live is not None and live(ws) is not None
+
+
 def _keep_workspace_runs_alive() -> None:
     """Tell the job registry a page of this workspace is open (every page view), and
     while the workspace has a live run, every 30 s from any page: a run is stopped as
@@ -155,8 +164,7 @@ def _keep_workspace_runs_alive() -> None:
     if not ws:
         return
     REGISTRY.heartbeat(ws)
-    sweep = sys.modules.get("core.sweep")     # loaded only once a sweep page was opened
-    if REGISTRY.live(ws) is not None or (sweep is not None and sweep.live(ws) is not None):
+    if REGISTRY.live(ws) is not None or sweep_live(ws):
         st.fragment(_heartbeat, run_every=30)(ws)             # draws nothing
 
 

@@ -69,3 +69,20 @@ def test_only_the_servers_own_token_marks_a_visit():
     token = self_visit._TOKEN
     assert self_visit.is_own(token)
     assert not self_visit.is_own(token[:-1]) and not self_visit.is_own("")
+
+
+def test_a_sweep_module_half_way_through_its_import_is_no_live_sweep(monkeypatch):
+    """Found by the server's own visit: a session opening Sweep on a fresh server imports
+    core.sweep while every other session's page view asked the half-imported module for
+    its ``live`` sweeps (AttributeError shown to 11–33 of 420 views under load)."""
+    import sys
+    import types
+
+    from pages.common import sweep_live
+
+    monkeypatch.setitem(sys.modules, "core.sweep", types.ModuleType("core.sweep"))
+    assert sweep_live("ws-1") is False
+    half = types.ModuleType("core.sweep")
+    half.live = lambda ws: object() if ws == "ws-1" else None
+    monkeypatch.setitem(sys.modules, "core.sweep", half)
+    assert sweep_live("ws-1") is True and sweep_live("ws-2") is False
