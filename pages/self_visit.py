@@ -19,7 +19,7 @@ views as before (the visit's extra pages would only add to that burst), while a 
 opened once before the class, or found by students one by one, has every page warm. It
 never raises: a failure is logged and the pages stay
 as they were, only slower to open first. ``LAYERLAB_WARM_UP_PAGES=0`` turns it off (the
-tests do; tests/e2e/test_self_visit.py turns it on).
+tests do; tests/e2e/test_first_view_warms_pages.py turns it on).
 """
 from __future__ import annotations
 

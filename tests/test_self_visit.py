@@ -1,4 +1,4 @@
-"""pages/self_visit.py: the server's own visit of its pages (tests/e2e/test_self_visit.py
+"""pages/self_visit.py: the server's own visit of its pages (tests/e2e/test_first_view_warms_pages.py
 runs it against a real server)."""
 from __future__ import annotations
 
