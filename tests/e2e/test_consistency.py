@@ -71,7 +71,11 @@ def drag_region(page: Page) -> None:
     """Drag a rectangle over the middle of the projection map."""
     chart = page.get_by_test_id("stVegaLiteChart").first
     chart.scroll_into_view_if_needed()
-    box = chart.locator("canvas, svg").first.bounding_box()    # the plot, not the legend
+    plot = chart.locator("canvas, svg").first                  # the plot, not the legend
+    expect(plot).to_be_visible(timeout=SLOW_MS)
+    box = plot.bounding_box()
+    if box is None:        # Vega replaced the plot between the two calls: the caller retries
+        raise AssertionError("the map's plot was being redrawn")
     x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
     page.mouse.move(x0, y0)
     page.mouse.down()
@@ -94,8 +98,8 @@ def test_projection_selection_belongs_to_one_map(server, page):
     wait_idle(page)
     expect(knn).to_be_visible()
     for attempt in range(3):      # a drag while Vega is still re-drawing the map is lost
-        drag_region(page)
         try:
+            drag_region(page)
             expect(region).to_be_visible(timeout=15_000)
             break
         except AssertionError:
