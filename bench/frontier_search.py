@@ -21,24 +21,36 @@ import time
 
 import _util  # noqa: F401  (first: paths, MNIST_NPZ)
 
-from core.presets import GAP, OUT, cbr, conv, dropout, pool, sep
+from core.presets import FLAT, GAP, OUT, cbr, conv, dropout, pool, sep
 from core.recipe import Recipe
 from core.spec import ModelSpec
 
 LEAKY = "leaky_relu"
 
 
-def leaky_stack(widths: tuple[int, ...], rate: float = 0.1, kernels: tuple[int, ...] = ()
-                ) -> list[dict]:
-    """Separable convolutions with leaky ReLU, each followed by dropout (``kernels``:
-    per-layer kernel sizes, 3 where not given).
+def leaky_stack(widths: tuple[int, ...], rate: float = 0.1, kernels: tuple[int, ...] = (),
+                act: str = LEAKY, padding: str = "valid") -> list[dict]:
+    """Separable convolutions (leaky ReLU unless ``act`` says otherwise), each followed by
+    dropout (``kernels``: per-layer kernel sizes, 3 where not given).
 
     >>> [layer["type"] for layer in leaky_stack((10,))]
     ['SeparableConv2D', 'Dropout']
     """
     sizes = kernels or (3,) * len(widths)
+    extra = {} if padding == "valid" else {"padding": padding}
     return [layer for width, k in zip(widths, sizes)
-            for layer in (sep(width, k, activation=LEAKY), dropout(rate))]
+            for layer in (sep(width, k, activation=act, **extra), dropout(rate))]
+
+
+def flat_head(stem: int, widths: tuple[int, ...], act: str) -> list[dict]:
+    """A stem convolution and pooling, separable convolutions, a second pooling and a
+    last 6-filter separable convolution whose 2×2 map the softmax layer reads whole.
+
+    >>> [layer["type"] for layer in flat_head(8, (12,), "silu")][-3:]
+    ['SeparableConv2D', 'Flatten', 'Dense']
+    """
+    return [conv(stem, activation=act), pool(), dropout(0.1), *leaky_stack(widths, act=act),
+            pool(), sep(6, activation=act), FLAT, OUT]
 
 
 def sbr(filters: int) -> list[dict]:
@@ -64,6 +76,20 @@ CANDIDATES: dict[str, list[dict]] = {
     "tc": [*cbr(8), pool(), *sbr(11), *sbr(11), *sbr(11), GAP, OUT],      # batch norm, 956
     "td": [*cbr(6), pool(), *sbr(9), *sbr(9), *sbr(10), *sbr(10), GAP, OUT],   # 971
     "tbn1": [*cbr(7), pool(), dropout(0.1), *leaky_stack((10, 10, 11, 11)), GAP, OUT],
+    # screens of this round (20 epochs, split seed 0; the best on validation at 80)
+    "t1s": [conv(7, activation="silu"), pool(), dropout(0.1),
+            *leaky_stack((10, 10, 11, 12), act="silu"), GAP, OUT],            # SiLU
+    "t1d5": [conv(7, activation=LEAKY), pool(), dropout(0.05),
+             *leaky_stack((10, 10, 11, 12), rate=0.05), GAP, OUT],
+    "t1sp": [conv(7, activation="silu"), pool(), dropout(0.1),
+             *leaky_stack((10, 10, 11, 12), act="silu", padding="same"), GAP, OUT],
+    "t2p": [conv(8, activation=LEAKY), pool(), dropout(0.1), *leaky_stack((12, 12)), pool(),
+            sep(15, activation=LEAKY, padding="same"), dropout(0.1), GAP, OUT],   # 987
+    "tfl": flat_head(8, (12, 12), LEAKY),                                        # 960
+    "tfls": flat_head(8, (12, 12), "silu"),              # 960: frontier_1k since then
+    "tflg": flat_head(8, (12, 12), "gelu"),
+    "tfl2": flat_head(8, (12, 13), "silu"),                                      # 988
+    "tfl9": flat_head(9, (12, 12), "silu"),                                      # 991
     "f10": [*cbr(8), *cbr(16), pool(), *cbr(16), *cbr(16), *cbr(24), GAP, OUT],   # 9,858
     "f10d": [*cbr(8), dropout(0.05), *cbr(16), pool(), dropout(0.05), *cbr(16),
              dropout(0.05), *cbr(16), dropout(0.05), *cbr(24), GAP, OUT],
