@@ -170,7 +170,7 @@ PRESETS: dict[str, Preset] = {
         # Batch normalisation (4 numbers a channel here) bought less than the same numbers
         # spent on width; label smoothing hurt a network this small (it underfits).
         # Batches of 256 at a 0.02 peak for 110 epochs beat 80 epochs of 128 at 0.01 on
-        # validation at seeds 0 and 1 (the rule set before the runs), for about the same
+        # validation at seeds 0 and 1 (the rule set before the runs), for about 8% more
         # CPU time; the seed is the best of seeds 0-4 on validation, and the test median
         # stays short of the 99.0% aimed at (bench/frontier_bench.py, README "Smallest
         # networks").
