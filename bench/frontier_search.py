@@ -37,7 +37,7 @@ def leaky_stack(widths: tuple[int, ...], rate: float = 0.1, kernels: tuple[int, 
     ['SeparableConv2D', 'Dropout']
     """
     sizes = kernels or (3,) * len(widths)
-    extra = {} if padding == "valid" else {"padding": padding}
+    extra = {} if padding == "valid" else {"padding": padding}   # entries as the presets'
     return [layer for width, k in zip(widths, sizes)
             for layer in (sep(width, k, activation=act, **extra), dropout(rate))]
 
@@ -86,7 +86,7 @@ CANDIDATES: dict[str, list[dict]] = {
     "t2p": [conv(8, activation=LEAKY), pool(), dropout(0.1), *leaky_stack((12, 12)), pool(),
             sep(15, activation=LEAKY, padding="same"), dropout(0.1), GAP, OUT],   # 987
     "tfl": flat_head(8, (12, 12), LEAKY),                                        # 960
-    "tfls": flat_head(8, (12, 12), "silu"),              # 960: frontier_1k since then
+    "tfls": flat_head(8, (12, 12), "silu"),       # 960: best on validation, not kept
     "tflg": flat_head(8, (12, 12), "gelu"),
     "tfl2": flat_head(8, (12, 13), "silu"),                                      # 988
     "tfl9": flat_head(9, (12, 12), "silu"),                                      # 991

@@ -19,7 +19,8 @@ os.environ.setdefault("LAYERLAB_WARM_UP_MAPS", "0")
 # Nor the Errors page's evaluation at the first page view (tests/test_page_warm_up.py
 # turns it on itself).
 os.environ.setdefault("LAYERLAB_WARM_UP_ERRORS", "0")
-# Nor the server's visit of its own pages (tests/e2e/test_first_view_warms_pages.py turns it on).
+# Nor the server's visit of its own pages (tests/e2e/test_first_view_warms_pages.py turns
+# it on).
 os.environ.setdefault("LAYERLAB_WARM_UP_PAGES", "0")
 
 APP = ROOT / "app.py"

@@ -1,5 +1,5 @@
-"""pages/self_visit.py: the server's own visit of its pages (tests/e2e/test_first_view_warms_pages.py
-runs it against a real server)."""
+"""pages/self_visit.py: the server's own visit of its pages
+(tests/e2e/test_first_view_warms_pages.py runs it against a real server)."""
 from __future__ import annotations
 
 import doctest
