@@ -21,7 +21,7 @@ import time
 
 import _util  # noqa: F401  (first: paths, MNIST_NPZ)
 
-from core.presets import FLAT, GAP, OUT, cbr, conv, dropout, pool, sep
+from core.presets import DESKEW, FLAT, GAP, OUT, cbr, conv, dropout, pool, sep
 from core.recipe import Recipe
 from core.spec import ModelSpec
 
@@ -90,6 +90,10 @@ CANDIDATES: dict[str, list[dict]] = {
     "tflg": flat_head(8, (12, 12), "gelu"),
     "tfl2": flat_head(8, (12, 13), "silu"),                                      # 988
     "tfl9": flat_head(9, (12, 12), "silu"),                                      # 991
+    # this round: the digit straightened first (core/deskew.py), no weight more; screened
+    # on images deskewed beforehand by the same arithmetic (tests/test_deskew.py), kept
+    "t1dk": [DESKEW, *STEM, *leaky_stack((10, 10, 11, 12)), GAP, OUT],     # 997
+    "tflsdk": [DESKEW, *flat_head(8, (12, 12), "silu")],                   # 960
     "f10": [*cbr(8), *cbr(16), pool(), *cbr(16), *cbr(16), *cbr(24), GAP, OUT],   # 9,858
     "f10d": [*cbr(8), dropout(0.05), *cbr(16), pool(), dropout(0.05), *cbr(16),
              dropout(0.05), *cbr(16), dropout(0.05), *cbr(24), GAP, OUT],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from core.layers import LAYERS
 from core.spec import INPUT_SHAPE, LayerInfo, ModelSpec, infer_shapes, model_name
 
 # /proc/cpuinfo flags of a CPU with native bfloat16 dot products.
@@ -28,7 +29,28 @@ def make_layer(info: LayerInfo, dtype: str | None = None) -> Any:
     import keras  # noqa: PLC0415 - keep TensorFlow off the import path of light pages
 
     extra = {"dtype": dtype} if dtype else {}
-    return getattr(keras.layers, info.type)(**info.params, name=info.name, **extra)
+    return layer_class(info.type)(**info.params, name=info.name, **extra)
+
+
+def layer_class(layer_type: str) -> Any:
+    """The Keras class of a layer type: Keras' own, or Layer Lab's (:mod:`core.deskew`).
+
+    >>> layer_class("Dense").__name__, layer_class("Deskew").__module__
+    ('Dense', 'core.deskew')
+    """
+    import keras  # noqa: PLC0415
+
+    if LAYERS[layer_type].custom:
+        from core import deskew  # noqa: PLC0415 - Keras at import time
+
+        return getattr(deskew, layer_type)
+    return getattr(keras.layers, layer_type)
+
+
+def register_layers() -> None:
+    """Make Layer Lab's own layers known to Keras, so ``load_model`` (safe mode) can
+    rebuild a saved model that uses them; call it before loading any ``.keras`` file."""
+    from core import deskew  # noqa: F401,PLC0415 - registers "layerlab>Deskew"
 
 
 def build_model(spec: ModelSpec, seed: int | None = None,

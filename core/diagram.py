@@ -28,7 +28,7 @@ COLOURS: dict[str, str] = {
     "MaxPooling2D": "#f58518", "AveragePooling2D": "#ffbf79",
     "GlobalAveragePooling2D": "#e45756",
     "BatchNormalization": "#b279a2", "Dropout": "#9d9d9d", "Flatten": "#9d755d",
-    "Dense": "#54a24b", "Activation": "#ff9da6",
+    "Dense": "#54a24b", "Activation": "#ff9da6", "Deskew": "#72b7b2",
 }
 GAP = 18            # pixels between one box and the next
 LABEL_ROOM = 64     # a layer's least room along the row, so labels (alternating) fit

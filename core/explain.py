@@ -412,13 +412,14 @@ def input_field(model: Any, name: str, row: int,
                 col: int) -> tuple[int, int, int, int] | None:
     """The rows and columns of the model's input that output cell (row, col) of ``name``
     depends on, (top, left, bottom, right) inclusive and clipped to the input; None when
-    it depends on the whole input (a Dense layer, or anything after Flatten)."""
+    it depends on the whole input (a Dense layer, anything after Flatten or Deskew)."""
     layers = list(model.layers)
     index = layers.index(model.get_layer(name))
     rows, cols = (row, row), (col, col)
     for layer in reversed(layers[:index + 1]):
         kind = type(layer).__name__
-        if kind in ("Dense", "Flatten", "GlobalAveragePooling2D"):
+        # Deskew reads the whole digit's moments before it moves a pixel.
+        if kind in ("Dense", "Flatten", "GlobalAveragePooling2D", "Deskew"):
             return None
         cfg = layer.get_config()
         k = cfg.get("kernel_size", cfg.get("pool_size"))

@@ -27,12 +27,35 @@ def layer_code(info: LayerInfo) -> str:
         elif param.keras is REQUIRED or value != param.keras:
             args.append(f"{key}={value!r}")
     args.append(f"name={info.name!r}")
-    return f"layers.{info.type}({', '.join(args)})"
+    owner = "" if LAYERS[info.type].custom else "layers."   # Layer Lab's own: defined above
+    return f"{owner}{info.type}({', '.join(args)})"
+
+
+def custom_layer_lines(infos: list[LayerInfo]) -> list[str]:
+    """The source of Layer Lab's own layers the stack uses (their code needs only Keras),
+    so an exported script or notebook runs without Layer Lab; none for plain Keras stacks.
+
+    >>> custom_layer_lines([])
+    []
+    >>> from core.presets import get_preset
+    >>> lines = custom_layer_lines(infer_shapes(get_preset("frontier_1k").spec))
+    >>> lines[0], "class Deskew(keras.layers.Layer):" in lines
+    ('import functools', True)
+    """
+    if not any(LAYERS[info.type].custom for info in infos):
+        return []
+    import inspect  # noqa: PLC0415
+
+    from core import deskew  # noqa: PLC0415 - imports Keras, only for such stacks
+
+    source = [inspect.getsource(part) for part in deskew.SOURCE]
+    return ["import functools", "", "from keras import ops", "", "",
+            *"\n\n".join(source).splitlines(), "", ""]
 
 
 def build_model_lines(spec: ModelSpec, infos: list[LayerInfo] | None = None) -> list[str]:
-    """Source lines of ``def build_model()``: ``keras.Input`` first, then one named layer
-    per line (shared by the Keras script and the notebook of :mod:`core.notebook`).
+    """Source lines of ``def build_model()`` (after the source of any Layer Lab layer it
+    uses): ``keras.Input`` first, then one named layer per line (shared by the Keras script and the notebook of :mod:`core.notebook`).
 
     >>> from core.presets import get_preset
     >>> lines = build_model_lines(get_preset("keras_example").spec)
@@ -40,7 +63,7 @@ def build_model_lines(spec: ModelSpec, infos: list[LayerInfo] | None = None) -> 
     ('def build_model() -> keras.Model:', "    return keras.Model(inputs, x, name='keras_example')")
     """
     infos = infer_shapes(spec) if infos is None else infos
-    return ["def build_model() -> keras.Model:",
+    return [*custom_layer_lines(infos), "def build_model() -> keras.Model:",
             f"    inputs = keras.Input(shape={INPUT_SHAPE!r}, name=\"image\")",
             "    x = inputs",
             *(f"    x = {layer_code(info)}(x)" for info in infos),

@@ -106,11 +106,14 @@ class Explanation:
 
 # -- the inspector -----------------------------------------------------------------------
 def layer_kind(layer_type: str) -> str:
-    """What the inspector draws for a Keras layer type: conv, pool, dense or other.
+    """What the inspector draws for a Keras layer type: conv, pool, dense, deskew (the
+    straightened digit, core/deskew.py) or other.
 
     >>> layer_kind("Conv2D"), layer_kind("MaxPooling2D"), layer_kind("Dropout")
     ('conv', 'pool', 'other')
     """
+    if layer_type == "Deskew":
+        return "deskew"
     if layer_type in CONV_TYPES:
         return "conv"
     if layer_type in POOL_TYPES:

@@ -12,7 +12,9 @@ layer type is one entry in :data:`LAYERS` plus a test.
 MACs (multiply-accumulates for one image): Conv2D out_h·out_w·filters·k²·in_channels;
 DepthwiseConv2D out_h·out_w·k²·in_channels·multiplier; SeparableConv2D that plus the 1×1
 pointwise step out_h·out_w·in_channels·multiplier·filters; Dense inputs·units;
-BatchNormalization one per value (scale and shift, once folded); the rest 0.
+BatchNormalization one per value (scale and shift, once folded); Deskew (Layer Lab's own,
+:mod:`core.deskew`) H·W·(H+W)·C for its two resampling products plus 5·H·W for the
+moments; the rest 0.
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ class LayerType:
     needs: int = 0                    # input rank required: 3 a feature map, 1 a vector
     new: dict[str, Any] = field(default_factory=dict)          # a new layer in the Builder
     keras_fixed: dict[str, Any] = field(default_factory=dict)  # Keras config an import needs
+    custom: bool = False      # Layer Lab's own class (core/deskew.py), not in keras.layers
+    about: str = ""           # what a layer without settings does, for the Builder
 
 
 class WindowTooLarge(Exception):
@@ -149,6 +153,17 @@ def _unchanged(shape: tuple, p: dict) -> tuple:
     return shape, 0, 0, 0
 
 
+def _deskew(shape: tuple, p: dict) -> tuple:
+    """Deskew: no weights; MACs of its two resampling products (rows, then each row's
+    shift) and the moments' five sums.
+
+    >>> _deskew((28, 28, 1), {})
+    ((28, 28, 1), 0, 0, 47824)
+    """
+    h, w, c = shape
+    return shape, 0, 0, h * w * (h + w) * c + 5 * h * w
+
+
 def _int(default: Any, low: int, high: int, ui_high: int | None = None,
          keras: Any = REQUIRED, same_as: str = "") -> Param:
     return Param("int", default, low, high, ui_high, keras, same_as)
@@ -211,6 +226,10 @@ LAYERS: dict[str, LayerType] = {
     "Activation": LayerType(
         "act", _unchanged, {"activation": Param("choice", None, ACTIVATIONS)},
         "Activation {activation}", new={"activation": "relu"}),
+    "Deskew": LayerType(
+        "deskew", _deskew, needs=3, custom=True,
+        about="Straightens a slanted digit and centres it (no weights to learn); put it "
+              "first."),
 }
 LAYER_TYPES = tuple(LAYERS)
 

@@ -139,6 +139,10 @@ def load_keras_upload(data: bytes) -> Any:
     inspect_keras_archive(data)
     import keras  # noqa: PLC0415
 
+    from core.build import register_layers  # noqa: PLC0415
+
+    register_layers()
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.keras"
         path.write_bytes(data)

@@ -21,7 +21,7 @@ import json
 import textwrap
 from typing import Any
 
-from core.export import build_model_lines
+from core.export import build_model_lines, custom_layer_lines
 from core.notebook_code import (BATCH_NORM_CODE, CURVES_CODE, DATA_CODE, EVALUATION_CODE,
                                  OPTIMIZERS, SCHEDULES, SETUP_CODE, SMOOTHED_LOSS_CODE,
                                  STEP_CALLBACK, TAUGHT_LOSS_CODE, TEACHER_CODE)
@@ -197,6 +197,17 @@ def fit_code(recipe: Recipe, batch_norm: bool) -> str:
             f"                    callbacks=callbacks, verbose=2)\n")
 
 
+def teacher_code(teacher: str) -> str:
+    """The teacher's cell, after the source of any Layer Lab layer the teacher uses (Keras
+    can only load a saved model whose classes are defined).
+
+    >>> "class Deskew" in teacher_code("frontier_1k"), "class Deskew" in teacher_code("fast_cnn")
+    (True, False)
+    """
+    layers = custom_layer_lines(infer_shapes(get_preset(teacher).spec))
+    return "\n".join(layers) + TEACHER_CODE if layers else TEACHER_CODE
+
+
 def model_code(spec: ModelSpec) -> str:
     """Seed, then the model built layer by layer (core.export's code), and its size."""
     return ("# The seed fixes the initial weights, the dropout masks and the batch order.\n"
@@ -237,7 +248,7 @@ def cells(spec: ModelSpec, recipe: Recipe, *, title: str = "",
         ("markdown", "## Data\n\nThe same training subset and stratified validation split "
                      "as the app, chosen by the seed."),
         ("code", DATA_CODE),
-        *([("code", TEACHER_CODE)] if recipe.teacher else []),
+        *([("code", teacher_code(recipe.teacher))] if recipe.teacher else []),
         ("markdown", "## Model\n\n`keras.Input` first, then one named layer per line."),
         ("code", model_code(spec)),
         ("markdown", "## Training\n\nThe learning rate follows the run's schedule step by "

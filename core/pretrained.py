@@ -44,6 +44,9 @@ def load_model(name: str, folder: Path = CACHED_DIR) -> Any:
     priority.ensure_tensorflow()      # its pools below the pages' priority (core/priority)
     import keras  # noqa: PLC0415
 
+    from core.build import register_layers  # noqa: PLC0415
+
+    register_layers()
     path = folder / f"{name}.keras"
     if not path.is_file():
         raise LayerLabError(f"No pretrained weights for {name!r}. Train it on the Train page "

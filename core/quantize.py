@@ -45,7 +45,7 @@ CACHE_VERSION = "v1"         # bump when what a report holds or how it is measur
 CHECKED_TYPES = frozenset({
     "InputLayer", "Conv2D", "SeparableConv2D", "DepthwiseConv2D", "MaxPooling2D",
     "AveragePooling2D", "BatchNormalization", "Dropout", "Flatten", "Dense",
-    "Activation", "GlobalAveragePooling2D"})
+    "Activation", "GlobalAveragePooling2D", "Deskew"})
 
 
 class ConversionBusy(LayerLabError):

@@ -62,6 +62,9 @@ def model_from_bytes(data: bytes) -> Any:
     """A keras model from the bytes of our own ``.keras`` file (still safe_mode)."""
     import keras  # noqa: PLC0415
 
+    from core.build import register_layers  # noqa: PLC0415
+
+    register_layers()
     with tempfile.TemporaryDirectory(prefix="layerlab-") as tmp:
         path = Path(tmp) / MODEL_FILE
         path.write_bytes(data)

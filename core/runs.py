@@ -344,6 +344,9 @@ class RunStore:
         priority.ensure_tensorflow()  # its pools below the pages' priority (core/priority)
         import keras  # noqa: PLC0415
 
+        from core.build import register_layers  # noqa: PLC0415
+
+        register_layers()
         path = self.model_path(run_id)
         if path is None:
             raise LayerLabError(f"Run {run_id} has no saved weights.")

@@ -24,15 +24,23 @@ def span(values: list[int], unit: str) -> str:
     return f"{min(values):,} to {max(values):,} {unit}"
 
 
+DOT_LEADER = "\u2024"    # looks like '.', but markdown never reads it as part of a URL
+
+
 def plain(text: str, limit: int = 48) -> str:
     """A user's name made safe for a markdown element (captions, alerts, labels): letters,
-    digits, spaces, '-' and '_' kept, anything else (brackets, '.', ':', '/', controls)
-    shown as '?', so no link, image or autolinked URL; at most ``limit`` characters.
+    digits, spaces, '-' and '_' kept; a '.' shown as the look-alike one-dot leader, so
+    "digit.png" still reads as its name but no "www.x.com" becomes a link; anything else
+    (brackets, ':', '/', controls) shown as '?', so no link or image; at most ``limit``
+    characters.
 
     >>> plain("my net_2"), plain("[x](https://evil.example)")
-    ('my net_2', '?x??https???evil?example?')
+    ('my net_2', '?x??https???evil\u2024example?')
+    >>> plain("digit.png") == "digit" + DOT_LEADER + "png"
+    True
     >>> plain("A" * 60, limit=5)
     'AAAAA…'
     """
-    clean = "".join(c if c.isalnum() or c in " -_" else "?" for c in str(text)[:limit])
+    clean = "".join(c if c.isalnum() or c in " -_" else DOT_LEADER if c == "." else "?"
+                    for c in str(text)[:limit])
     return clean + ("…" if len(str(text)) > limit else "")

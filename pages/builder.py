@@ -110,7 +110,7 @@ def layer_widgets(layer: dict, cols: int = 2) -> None:
     """The widgets of one layer; they write straight into the layer dict."""
     params = LAYERS[layer["type"]].params
     if not params:
-        st.caption("No settings.")
+        st.caption(LAYERS[layer["type"]].about or "No settings.")
         return
     columns = st.columns(cols)
     for n, (name, param) in enumerate(params.items()):

@@ -326,7 +326,7 @@ st.image(labelled_grid([img for _, img in variants],
          caption="Each variant with the model's reading; red: a different digit.")
 
 # -- feature maps ------------------------------------------------------------------------
-spatial = inspector.views("conv", "pool")
+spatial = inspector.views("deskew", "conv", "pool")
 st.subheader("Feature maps")
 if not spatial:
     st.caption("This model has no convolution or pooling layers: see the dense layers "

@@ -282,6 +282,15 @@ def test_draw_upload_refuses_every_hostile_picture_with_a_sentence(open_page):
             assert_refused(at, re.escape(needle) if "(" not in needle else needle)
 
 
+def test_a_refused_upload_is_named_as_the_user_knows_it(open_page):
+    """The refusal names the file with its dot (a look-alike no URL is made of), not "x?png"."""
+    at = draw_upload(open_page)
+    at.file_uploader(key="draw_upload").set_value(
+        ("digit.png", b"\x89PNG\r\n\x1a\n" + b"junk" * 50, "image/png")).run()
+    assert_refused(at, "digit\u2024png")
+    assert not any("digit?png" in e.value for e in at.error)
+
+
 @pytest.mark.parametrize("value", [-1, 10**9], ids=["-1", "10^9"])
 def test_draw_test_index_at_extremes(open_page, value):
     at = opened(open_page, "draw")

@@ -27,8 +27,11 @@ def stack_of_every_type():
     """A small untrained model holding every layer type of core/layers.py."""
     import keras
 
+    from core.deskew import Deskew
+
     inputs = keras.Input((28, 28, 1), name="image")
-    x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    x = Deskew(name="deskew1")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="conv1")(x)
     x = keras.layers.BatchNormalization(name="bn1")(x)
     x = keras.layers.Activation("relu", name="act1")(x)
     x = keras.layers.SeparableConv2D(8, 3, name="sep1")(x)
