@@ -267,3 +267,20 @@ def test_stroke_width_change_starts_a_new_drawing(page, mnist):
     assert page.session_state["draw_canvas_gen"] == gen + 1
     assert not page.metric and "Draw a digit" in texts(page.info)
     assert "drawn_digit" not in page.session_state
+
+
+def test_a_deskewing_model_shows_the_straightened_digit_first(open_page, mnist):
+    """frontier_1k straightens the digit before its first convolution: its first feature
+    map is that digit, and the page reads it without an exception."""
+    at = open_page("draw", timeout=TIMEOUT, state={"workspace": WORKSPACE}, run=False)
+    at.session_state["draw_model"] = "pretrained:frontier_1k"
+    at.session_state["draw_image"] = mnist.x_test[0]
+    at.session_state["draw_image_index"] = 0
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="draw_model").value == "pretrained:frontier_1k"
+    maps = at.radio(key="draw_fm_layer")
+    assert maps.options[0].startswith("deskew1 (Deskew 28×28×1)"), maps.options
+    maps.set_value("deskew1").run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Digit"] == str(mnist.y_test[0])
