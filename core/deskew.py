@@ -21,8 +21,9 @@ is what keeps ``frontier_1k``'s training inside its 10 minutes (the rest of a mo
 uncompiled; XLA makes the whole train step slower on this CPU).
 
 This module imports Keras at import time; :mod:`core.build` and the model loaders import it
-only where a model is built or loaded. :func:`deskew_images` and :class:`Deskew` use nothing
-but Keras, so :mod:`core.export` copies their source into exported scripts.
+only where a model is built or loaded. Its functions and :class:`Deskew` use nothing but
+Keras (and TensorFlow when that is Keras' backend), so :mod:`core.export` copies their
+source (:data:`SOURCE`) into exported scripts and notebooks.
 """
 from __future__ import annotations
 
