@@ -55,7 +55,8 @@ def custom_layer_lines(infos: list[LayerInfo]) -> list[str]:
 
 def build_model_lines(spec: ModelSpec, infos: list[LayerInfo] | None = None) -> list[str]:
     """Source lines of ``def build_model()`` (after the source of any Layer Lab layer it
-    uses): ``keras.Input`` first, then one named layer per line (shared by the Keras script and the notebook of :mod:`core.notebook`).
+    uses): ``keras.Input`` first, then one named layer per line (shared by the Keras
+    script and the notebook of :mod:`core.notebook`).
 
     >>> from core.presets import get_preset
     >>> lines = build_model_lines(get_preset("keras_example").spec)

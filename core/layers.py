@@ -13,8 +13,8 @@ MACs (multiply-accumulates for one image): Conv2D out_h·out_w·filters·k²·in
 DepthwiseConv2D out_h·out_w·k²·in_channels·multiplier; SeparableConv2D that plus the 1×1
 pointwise step out_h·out_w·in_channels·multiplier·filters; Dense inputs·units;
 BatchNormalization one per value (scale and shift, once folded); Deskew (Layer Lab's own,
-:mod:`core.deskew`) H·W·(H+W)·C for its two resampling products plus 5·H·W for the
-moments; the rest 0.
+:mod:`core.deskew`) 4·H·W·C for its two bilinear shifts plus 5·H·W for the moments; the
+rest 0.
 """
 from __future__ import annotations
 
@@ -154,14 +154,14 @@ def _unchanged(shape: tuple, p: dict) -> tuple:
 
 
 def _deskew(shape: tuple, p: dict) -> tuple:
-    """Deskew: no weights; MACs of its two resampling products (rows, then each row's
-    shift) and the moments' five sums.
+    """Deskew: no weights; MACs of its two bilinear shifts (two neighbours blended per
+    value each) and the moments' five sums.
 
     >>> _deskew((28, 28, 1), {})
-    ((28, 28, 1), 0, 0, 47824)
+    ((28, 28, 1), 0, 0, 7056)
     """
     h, w, c = shape
-    return shape, 0, 0, h * w * (h + w) * c + 5 * h * w
+    return shape, 0, 0, 2 * 2 * h * w * c + 5 * h * w
 
 
 def _int(default: Any, low: int, high: int, ui_high: int | None = None,
