@@ -17,8 +17,10 @@ TensorFlow's image-transform op: the same numbers (tests/test_deskew.py), every 
 backend, and a ``.tflite`` file that TensorFlow Lite's built-in operations can run (the
 image-transform op has no built-in kernel there). On TensorFlow the layer runs it as one
 XLA-compiled function: about a quarter of the time of the same operations one by one, which
-is what keeps ``frontier_1k``'s training inside its 10 minutes (the rest of a model stays
-uncompiled; XLA makes the whole train step slower on this CPU).
+is what the Draw page and evaluation pay (the rest of a model stays uncompiled; XLA makes
+the whole train step slower on this CPU). A fit needs it once, not once an epoch:
+:func:`core.training.training_images` straightens the training images before the epochs
+and :func:`straightened_beforehand` lets the layer pass those batches on.
 
 This module imports Keras at import time; :mod:`core.build` and the model loaders import it
 only where a model is built or loaded. Its functions and :class:`Deskew` use nothing but
@@ -27,7 +29,10 @@ source (:data:`SOURCE`) into exported scripts and notebooks.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
+from typing import Any
 
 import keras
 from keras import ops
@@ -91,9 +96,19 @@ def compiled_deskew():
 # Saved .keras files name it "layerlab>Deskew"; loading one needs this module imported.
 @keras.saving.register_keras_serializable(package="layerlab")
 class Deskew(keras.layers.Layer):
-    """Straighten slanted digits (no weights): :func:`deskew_images` as a Keras layer."""
+    """Straighten slanted digits (no weights): :func:`deskew_images` as a Keras layer.
+
+    ``given_straight`` (False unless a trainer sets it): training batches arrive already
+    straightened, so in training the layer passes them on as they are.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.given_straight = False
 
     def call(self, inputs, training=None):
+        if training and self.given_straight:
+            return inputs
         compiled = compiled_deskew()
         out = deskew_images(inputs) if compiled is None else compiled(inputs)
         # Nothing before it learns, so training needs no gradient through it (TensorFlow
@@ -102,6 +117,52 @@ class Deskew(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+def leading_deskew(model: Any) -> Deskew | None:
+    """``model``'s Deskew layer when it is the model's first step, else None."""
+    steps = [layer for layer in model.layers
+             if not isinstance(layer, keras.layers.InputLayer)]
+    return steps[0] if steps and isinstance(steps[0], Deskew) else None
+
+
+def deskew_all(images, batch: int = 2048):
+    """``images`` (uint8 ``(N, 28, 28)`` or floats in [0, 1]) as float32 ``(N, 28, 28, 1)``,
+    straightened, a batch at a time: what a leading Deskew layer would give each of them.
+
+    >>> import numpy as np
+    >>> deskew_all(np.zeros((3, 28, 28), np.uint8)).shape
+    (3, 28, 28, 1)
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from core.data import to_float  # noqa: PLC0415
+
+    run = compiled_deskew() or deskew_images
+    out = np.empty((len(images), *images.shape[1:3], 1), np.float32)
+    for start in range(0, len(images), batch):
+        out[start:start + batch] = np.asarray(run(to_float(images[start:start + batch])))
+    return out
+
+
+@contextlib.contextmanager
+def straightened_beforehand(model: Any, layer: Deskew | None) -> Iterator[None]:
+    """While inside, ``layer`` (``model``'s leading Deskew, or None: nothing changes)
+    passes training batches on as they are, since the trainer straightened its images
+    once before the epochs instead of once an epoch; inference still straightens.
+
+    Keras keeps the train step it traced, so on the way out it is dropped: a later
+    ``fit`` traces one that straightens again.
+    """
+    if layer is None:
+        yield
+        return
+    layer.given_straight = True
+    try:
+        yield
+    finally:
+        layer.given_straight = False
+        model.train_function = None
 
 
 # What core.export copies into a script or notebook, in order: Keras alone runs it.

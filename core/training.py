@@ -220,6 +220,22 @@ def make_dataset(x: np.ndarray, y: np.ndarray, recipe: Recipe):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def training_images(model, x_train: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, Any]:
+    """The images a fit of ``model`` reads, and the leading Deskew layer they have already
+    been through (None: they are ``x_train`` itself).
+
+    A model that starts by straightening its digits (:class:`core.deskew.Deskew`, no
+    weights) would straighten every image again each epoch: here it is done once, before
+    the epochs (float32: 3 MB per 1,000 images instead of the uint8 pixels' 0.8 MB;
+    ``frontier_1k``'s epoch is about a sixth shorter). Not with augmentation, which
+    shifts and turns the digits before the model straightens them.
+    """
+    from core.deskew import deskew_all, leading_deskew  # noqa: PLC0415
+
+    layer = None if recipe.augment else leading_deskew(model)
+    return (x_train, None) if layer is None else (deskew_all(x_train), layer)
+
+
 def scale_pixels(batch):
     """A batch of uint8 pixels ``(n, 28, 28)`` as float32 ``(n, 28, 28, 1)`` in [0, 1]:
     the same numbers as :func:`core.data.to_float` (a float32 divided by 255).
@@ -495,6 +511,7 @@ class TrainingJob(JobEvents):
         """Build or load the model, fit it with the run's callbacks, then conclude."""
         from core.callbacks import (EpochCheckpoint, EpochHistory, LiveBatches,  # noqa
                                     RecalibrateBatchNorm, StepLearningRate, StopOnNaN)
+        from core.deskew import straightened_beforehand  # noqa: PLC0415
         from core.device import detect  # noqa: PLC0415
         from core.snapshot_callback import for_job as snapshots_for  # noqa: PLC0415
 
@@ -526,8 +543,10 @@ class TrainingJob(JobEvents):
         callbacks.append(snapshots_for(self, data, steps))
         if self.store is not None:
             callbacks.append(EpochCheckpoint(self.store, run, self._warn))
-        model.fit(make_dataset(data.x_train, data.targets, recipe), epochs=recipe.epochs,
-                  verbose=0, callbacks=callbacks)
+        images, straight = training_images(model, data.x_train, recipe)
+        with straightened_beforehand(model, straight):
+            model.fit(make_dataset(images, data.targets, recipe), epochs=recipe.epochs,
+                      verbose=0, callbacks=callbacks)
         if nan.nan_step is not None:
             return "failed", (f"The loss became NaN at step {nan.nan_step} — lower the "
                               f"learning rate (now {recipe.learning_rate:g}) and try again.")

@@ -181,3 +181,57 @@ def test_saliency_flows_through_it_but_training_asks_no_gradient_of_it(mnist):
         grads[training] = tape.gradient(score, digit)
     assert float(tf.reduce_max(tf.abs(grads[False]))) > 0     # the Draw page's saliency
     assert grads[True] is None                                # nothing upstream learns
+
+
+def test_straightening_the_images_once_trains_the_same_model_as_every_epoch(mnist):
+    """The trainer's shortcut (core.training.training_images): the same weights as when
+    the layer straightens every batch itself."""
+    import keras
+
+    from core.deskew import deskew_all, leading_deskew, straightened_beforehand
+
+    x, y = mnist.x_train[:512], mnist.y_train[:512].astype(np.int32)
+    weights = []
+    for once in (False, True):
+        model = build_model(STACK, seed=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        layer = leading_deskew(model) if once else None
+        with straightened_beforehand(model, layer):
+            model.fit(deskew_all(x) if once else x.astype(np.float32)[..., None] / 255,
+                      y, batch_size=128, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for inline, once in zip(*weights, strict=True):
+        np.testing.assert_allclose(once, inline, atol=1e-5)
+    assert not np.allclose(weights[0][0], build_model(STACK, seed=0).get_weights()[0])
+
+
+def test_after_the_fit_the_layer_straightens_training_batches_again(mnist):
+    from core.data import to_float
+    from core.deskew import deskew_images, leading_deskew, straightened_beforehand
+
+    model = build_model(STACK, seed=0)
+    layer = leading_deskew(model)
+    digits = to_float(mnist.x_test[:8])
+    straight = np.asarray(deskew_images(digits))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with straightened_beforehand(model, layer):
+        np.testing.assert_array_equal(np.asarray(layer(digits, training=True)), digits)
+        np.testing.assert_allclose(np.asarray(layer(digits, training=False)), straight,
+                                   atol=1e-4)                # pages still see it straighten
+        model.fit(digits, mnist.y_test[:8], verbose=0)
+        assert model.train_function is not None
+    assert model.train_function is None                     # the next fit traces again
+    np.testing.assert_allclose(np.asarray(layer(digits, training=True)), straight, atol=1e-4)
+
+
+def test_only_a_first_deskew_is_found_and_deskew_all_batches_it(mnist):
+    from core.deskew import deskew_all, deskew_images, leading_deskew
+    from core.data import to_float
+
+    assert leading_deskew(build_model(STACK)).name == "deskew1"
+    later = ModelSpec("later", [{"type": "Flatten"}, {"type": "Dense", "units": 10,
+                                                       "activation": "softmax"}])
+    assert leading_deskew(build_model(later)) is None
+    digits = mnist.x_test[:5]
+    np.testing.assert_allclose(deskew_all(digits, batch=2),
+                               np.asarray(deskew_images(to_float(digits))), atol=1e-4)

@@ -11,7 +11,7 @@ from core.errors import SpecError
 from core.recipe import Recipe, lr_at
 from core.runs import RunStore
 from core.spec import ModelSpec
-from core.training import Scheduler, TrainingJob, prepare_data
+from core.training import Scheduler, TrainingJob, prepare_data, training_images
 
 TINY = ModelSpec("tiny", [{"type": "Conv2D", "filters": 8, "kernel_size": 3},
                           {"type": "MaxPooling2D", "pool_size": 2},
@@ -285,3 +285,19 @@ def test_training_images_stay_pixels_and_batch_as_the_float_images_did(small_dat
         assert xa.dtype.name == "float32" and xa.shape[1:] == (28, 28, 1)
         assert 0.0 <= float(xa.numpy().min()) and float(xa.numpy().max()) <= 1.0 + 1e-6
         assert float(xa.numpy().max()) > 0.5 and ya.shape[1:] == (10,)
+
+
+def test_a_deskewing_model_reads_images_straightened_once_unless_it_augments(mnist):
+    from core.build import build_model
+    from core.deskew import deskew_all
+    from core.presets import get_preset
+
+    model = build_model(get_preset("frontier_1k").spec, seed=0)
+    x = mnist.x_train[:6]
+    images, layer = training_images(model, x, Recipe())
+    assert layer is model.get_layer("deskew1")
+    np.testing.assert_allclose(images, deskew_all(x), atol=1e-6)
+    images, layer = training_images(model, x, Recipe(augment=True))
+    assert images is x and layer is None          # it shifts first, then the model straightens
+    plain = build_model(get_preset("warmup_mlp").spec, seed=0)
+    assert training_images(plain, x, Recipe())[1] is None
