@@ -10,7 +10,7 @@ works there too). The registry enforces, for every session of the process:
   ``max_queued`` more wait, Start is refused with "the server is full, try again in about
   N minutes";
 - a ceiling on epochs × training images per run (``LAYERLAB_MAX_RUN_IMAGES``; the
-  default, 80 epochs of all 60,000 images, fits every preset's own recipe);
+  default, 100 epochs of all 60,000 images, fits every preset's own recipe);
 - orphans: a job whose workspace had no live page for ``LAYERLAB_ORPHAN_S`` seconds
   (pages call :meth:`JobRegistry.heartbeat`) is stopped and saved as interrupted, which
   can be resumed.
@@ -34,8 +34,8 @@ from core.training import TrainingJob
 
 _log = logging.getLogger(__name__)
 MNIST_TRAIN_IMAGES = 60_000
-# frontier_1k's own recipe is the longest: 80 epochs (each costs a tiny model little)
-DEFAULT_MAX_RUN_IMAGES = 80 * MNIST_TRAIN_IMAGES
+# frontier_1k's own recipe is the longest: 100 epochs (each costs a tiny model little)
+DEFAULT_MAX_RUN_IMAGES = 100 * MNIST_TRAIN_IMAGES
 ASSUMED_IMAGES_PER_S = 1_000      # a wait estimate for a run that has not yet reported
 
 
