@@ -93,9 +93,16 @@ async def trainer(browser, url: str):
     await page.goto(url + "/train", wait_until="domcontentloaded", timeout=300_000)
     await page.locator("h1", has_text="Train").first.wait_for(timeout=300_000)
     slider = page.locator(TRAIN_EPOCHS_KEY).get_by_role("slider")
-    await slider.focus()
-    await slider.press("End")
-    await page.locator(TRAIN_EPOCHS_KEY).get_by_text("30").first.wait_for(timeout=60_000)
+    # The slider's own value, not its "30" end label (always shown): once, a key press
+    # that missed the slider started the first preset's recipe instead (10 epochs).
+    for _ in range(20):
+        await slider.focus()
+        await slider.press("End")
+        if await slider.input_value() == "30":
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise SystemExit("The Train page's epochs slider did not reach 30.")
     await page.get_by_role("button", name="▶ Start").click()
     await page.get_by_text("Epoch").first.wait_for(timeout=300_000)
     return page
