@@ -3,6 +3,7 @@ public record points the Compare page draws beside them."""
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,3 +190,51 @@ def external_rows() -> list[dict[str, Any]]:
     return [{"run": f"{p.claim} ({EXTERNAL})", "name": p.name, "params": p.params,
              "test accuracy": p.test_accuracy, "kind": EXTERNAL, "claim": p.claim,
              "source": f"{p.claim}. {p.source}"} for p in EXTERNAL_POINTS]
+
+
+def _label_box(row: dict[str, Any], side: str, char_decades: float,
+               height: float) -> tuple[float, float, float, float]:
+    """The box a point's name covers, ``(x0, x1, y0, y1)`` in decades of x and in y."""
+    x = math.log10(max(row["params"], 1))
+    width = char_decades * len(str(row["name"]))
+    x0, x1 = (x - width, x) if row.get("align") == "right" else (x, x + width)
+    y = row["test accuracy"]
+    return (x0, x1, y, y + height) if side == "above" else (x0, x1, y - height, y)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def label_sides(rows: list[dict[str, Any]], char_decades: float = 0.05,
+                line_share: float = 0.08) -> list[str]:
+    """Where each point's name goes on the accuracy-versus-size chart, ``"above"`` or
+    ``"below"`` its point, so that the names of nearby points do not print over each
+    other (``fast_cnn`` and ``keras_example`` differ by 2% in size and 0.02 points).
+
+    Greedy: rows with a ``"side"`` keep it and are placed first; then each other row, in
+    the order given, goes above unless its name would overlap one placed before, then
+    below if that is free (else above all the same). A name starts at its point and
+    runs right (``"align": "right"``: it ends there), ``char_decades`` decades of the log
+    x axis a character (a 1024 px wide page); it is ``line_share`` of the y range tall.
+
+    >>> label_sides([{"params": 34_138, "test accuracy": 0.9923, "name": "fast_cnn"},
+    ...              {"params": 34_826, "test accuracy": 0.9921, "name": "keras_example"},
+    ...              {"params": 111_146, "test accuracy": 0.9735, "name": "warmup_mlp"}])
+    ['above', 'below', 'above']
+    >>> label_sides([{"params": 1_000, "test accuracy": 0.99, "name": "a"},
+    ...              {"params": 100_000, "test accuracy": 0.99, "name": "b"}])
+    ['above', 'above']
+    """
+    accuracies = [r["test accuracy"] for r in rows] or [0.0]
+    height = line_share * max(max(accuracies) - min(accuracies), 1e-6)
+    sides: list[str | None] = [r.get("side") for r in rows]
+    placed = [_label_box(r, s, char_decades, height) for r, s in zip(rows, sides) if s]
+    for i, row in enumerate(rows):
+        if sides[i] is not None:
+            continue
+        boxes = {s: _label_box(row, s, char_decades, height) for s in ("above", "below")}
+        free = [s for s, box in boxes.items() if not any(_overlap(box, p) for p in placed)]
+        sides[i] = free[0] if free else "above"
+        placed.append(boxes[sides[i]])
+    return [str(s) for s in sides]

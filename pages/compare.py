@@ -7,8 +7,8 @@ import streamlit as st
 
 from core import pretrained
 from core.analysis import confusion_difference
-from core.compare import (EXTERNAL, diff_specs, external_rows, recipe_changes,
-                          smooth)
+from core.compare import (EXTERNAL, diff_specs, external_rows, label_sides,
+                          recipe_changes, smooth)
 from core.runs import Run
 from core.spec import ModelSpec
 from core.stats import human_bytes, summarize
@@ -146,8 +146,13 @@ def frontier_spec(key: str, _ours: pd.DataFrame) -> dict:
                        source="Trained by Layer Lab.")
     # Published records for scale: other people's figures, drawn apart, never on the frontier.
     allf = pd.concat([ours, pd.DataFrame(external_rows())], ignore_index=True)
+    allf["align"] = (allf["params"] == allf["params"].max()).map({True: "right", False: "left"})
+    allf["side"] = label_sides([{**row, "side": "below" if row["kind"] == EXTERNAL else None}
+                                for row in allf.to_dict("records")])
     kinds = ["on the frontier", "behind the frontier", EXTERNAL]
-    x = alt.X("params:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
+    low, high = allf["params"].min() / 1.5, allf["params"].max() * 1.5
+    x = alt.X("params:Q", scale=alt.Scale(type="log", domain=[low, high], nice=False),
+              title="parameters (log scale)")
     y = alt.Y("test accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False),
               title="test accuracy")
     base = alt.Chart(allf).encode(x=x, y=y)
@@ -159,16 +164,17 @@ def frontier_spec(key: str, _ours: pd.DataFrame) -> dict:
             domain=kinds, range=["circle", "circle", "diamond"])),
         tooltip=["run", alt.Tooltip("params:Q", format=","),
                  alt.Tooltip("test accuracy:Q", format=".2%"), "kind", "source"])
-    # Each point named; the largest run's name goes to its left so it stays inside the
-    # chart, external names below their point, in their colour, clear of the frontier line.
-    largest = alt.datum.params == int(allf["params"].max())
+    # Each name above or below its point, whichever keeps it off its neighbours' names
+    # (core.compare.label_sides); the largest model's name runs left, inside the chart;
+    # the public records' names are orange, below their points.
     external = alt.datum.kind == EXTERNAL
-    names = (base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="name:N")
-             .transform_filter(~largest & ~external)
-             + base.mark_text(align="right", dx=-7, dy=-7, fontSize=11).encode(text="name:N")
-             .transform_filter(largest)
-             + base.mark_text(align="left", dx=7, dy=11, fontSize=11, color="#e6550d")
-             .encode(text="name:N").transform_filter(external))
+    names = base.mark_text(align="left", dx=7, dy=11, fontSize=11, color="#e6550d").encode(
+        text="name:N").transform_filter(external)
+    for side, dy in (("above", -7), ("below", 11)):
+        for align, dx in (("left", 7), ("right", -7)):
+            names += base.mark_text(align=align, dx=dx, dy=dy, fontSize=11).encode(
+                text="name:N").transform_filter(
+                (alt.datum.side == side) & (alt.datum.align == align) & ~external)
     line = alt.Chart(ours[on_front]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y)
     return arrow_datasets((points + names + line).properties(height=360).to_dict())
 

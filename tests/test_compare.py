@@ -79,3 +79,22 @@ def test_external_points_are_other_peoples_figures_with_their_source():
     assert "selected on the test set" in rows[0]["source"]
     assert rows[3]["claim"].startswith(">") and "lower bound" in rows[3]["source"]
     assert len({r["name"] for r in rows}) == len(rows)
+
+
+def test_label_sides_keep_near_points_names_apart_and_fixed_sides_fixed():
+    from core.compare import label_sides
+
+    far = {"params": 111_146, "test accuracy": 0.9735, "name": "warmup_mlp"}
+    a = {"params": 34_138, "test accuracy": 0.9923, "name": "fast_cnn"}
+    b = {"params": 34_826, "test accuracy": 0.9921, "name": "keras_example"}
+    assert label_sides([a, b, far]) == ["above", "below", "above"]
+    # a fixed side is kept and placed first: the free name takes the other side
+    high = {**b, "test accuracy": 0.9928, "side": "above"}
+    assert label_sides([a, high, far]) == ["below", "above", "above"]
+    # names that end at their point (the largest model's) are boxed to its left
+    right = {"params": 40_000, "test accuracy": 0.9922, "name": "x" * 12, "align": "right"}
+    assert label_sides([a, right, far])[:2] == ["above", "below"]
+    assert label_sides([{**a, "params": 3_000}, right, far])[:2] == ["above", "above"]
+    # with no room either side a name still goes somewhere (above)
+    c = {**a, "name": "third"}
+    assert label_sides([a, b, c, far])[2] == "above"
