@@ -26,3 +26,17 @@ def test_page_fits_the_window(server, page, artifacts, width, title, path):
     expect(sidebar(page).get_by_role("heading", name="🔬 Layer Lab")).to_be_visible()
     page.screenshot(path=str(artifacts / f"layout_{path or 'home'}_{width}.png"))
     assert page.evaluate(CLIPPED) == []
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_draw_prediction_fits_the_window(server, page, artifacts, width):
+    """The prediction's figures next to the 28×28 input: "100.0%" read "100.…" at 1024 px."""
+    from bench._browser import draw_digit, open_draw, predicted_digit
+
+    page.set_viewport_size({"width": width, "height": 900})
+    open_draw(page, server.url, "frontier_1k (pretrained)")
+    draw_digit(page, 7, 0)
+    assert predicted_digit(page) == "7"
+    expect(page.get_by_test_id("stMetricValue").nth(1)).to_contain_text("%")
+    page.screenshot(path=str(artifacts / f"layout_draw_{width}.png"))
+    assert page.evaluate(CLIPPED) == []
