@@ -310,7 +310,11 @@ def live(watching: str | None) -> None:
         st.rerun(scope="app")      # stop polling; show the results section
 
 
-st.fragment(live, run_every=0.5 if busy else None)(job.id if busy else None)
+# Once a second: each tab watching a run costs the server about 6% of its interpreter
+# lock at two reruns a second (py-spy --gil, one tab, fast_cnn training), and a class of
+# tabs shares that one lock with every page view.
+LIVE_EVERY_S = 1.0
+st.fragment(live, run_every=LIVE_EVERY_S if busy else None)(job.id if busy else None)
 
 # -- results -----------------------------------------------------------------------------
 if job is not None and not busy:             # "busy" as decided at the top

@@ -81,3 +81,40 @@ def test_two_tabs_of_one_workspace_cannot_start_two_runs(server, page):
         stop_from(second)
     finally:
         second.close()
+
+
+async def train_page_reruns(url: str, query: str) -> list[float]:
+    """The self-rerun intervals the Train page asks for (under the 30 s heartbeat), opened
+    by a websocket session on the link ``query`` (``ws=…``)."""
+    from pages.self_visit import connect, request_page
+
+    conn = await connect(url.replace("http", "ws", 1) + "/_stcore/stream")
+    pages: dict[str, str] = {}
+    errors: list[str] = []
+    reruns: list[float] = []
+    try:
+        await request_page(conn, "", pages, errors, query=query)
+        await request_page(conn, pages["train"], pages, errors, reruns, query=query)
+    finally:
+        await conn.close()
+    assert not errors
+    return [r for r in reruns if r < 30]
+
+
+def test_a_tab_watching_a_run_polls_it_once_a_second(server, page):
+    """Each watching tab's live view reruns on the server, which every page view of the
+    class shares (one interpreter lock): twice a second cost about 6% of it a tab."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlsplit
+
+    open_app(page, server.url, "Train", path="train")
+    start_long_run(page, "watched")
+    try:
+        # in a thread of its own: Playwright's sync API holds this thread's event loop
+        with ThreadPoolExecutor(1) as pool:
+            polling = pool.submit(asyncio.run, train_page_reruns(
+                server.url, urlsplit(page.url).query)).result(timeout=120)
+        assert polling and min(polling) >= 1.0, polling
+    finally:
+        stop_from(page)
