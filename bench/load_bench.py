@@ -28,7 +28,9 @@ the sessions meet a server that has just started.
 the server then visits its own pages (pages/self_visit.py), as when a teacher opens the
 app once, on any page, before the class.
 ``--profile FILE`` records the server's Python with py-spy (where installed) while the
-sessions run, as py-spy's raw (collapsed) stacks.
+sessions run, as py-spy's raw (collapsed) stacks of the thread holding the interpreter
+lock (``--gil``: the page views' one shared resource; a thread running TensorFlow's C++
+without the lock is left out).
 Usage: python bench/load_bench.py [sessions] [rounds] [--clients ws|chromium] [--no-train]
        [--trainers N] [--steady] [--warm] [--first-view] [--train-in thread|process] [--profile FILE]
        (defaults: 30 sessions, 2 rounds, 2 trainers, runs in threads of the server)
@@ -302,7 +304,7 @@ def start_profile(pid: int, path: str | None):
     if not shutil.which("py-spy"):
         raise SystemExit("--profile needs py-spy: pip install py-spy")
     return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-r", "100", "-f", "raw",
-                             "-o", path, "--nonblocking"], stdout=subprocess.DEVNULL)
+                             "-o", path, "--nonblocking", "--gil"], stdout=subprocess.DEVNULL)
 
 
 async def measure(url: str, pid: int, browser, sessions: int, rounds: int,

@@ -16,7 +16,7 @@ from pages.common import (PRETRAINED_PREFIX, pretrained_label, pretrained_record
                           session_runs)
 from pages.compare_robustness import robustness_section
 from pages.compare_snapshots import snapshots_section
-from pages.widgets import arrow_datasets, confusion_spec, frame_key
+from pages.widgets import arrow_datasets, arrow_table, confusion_spec, frame_key
 
 st.title("⚖️ Compare")
 
@@ -75,7 +75,7 @@ table = pd.DataFrame([figures(k) for k in pinned])
 devices = sorted(set(table.pop("device")))
 table = table.drop(columns="name")
 number = st.column_config.NumberColumn
-st.dataframe(table, hide_index=True, width="stretch", column_config={
+st.dataframe(arrow_table(table), hide_index=True, width="stretch", column_config={
     "run": st.column_config.TextColumn(width="medium"),
     "test accuracy": number("accuracy", format="percent", help="Test accuracy"),
     "params": number(format="localized", help="Parameters"),

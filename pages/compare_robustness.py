@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.errors import LayerLabError
 from pages.common import load_choice, require_mnist, show_error
+from pages.widgets import arrow_table
 
 N_IMAGES = 100
 _FIGURES = "compare_robustness"   # run key -> (stamp, median ε, share never flipped)
@@ -53,7 +54,7 @@ def robustness_section(pinned: list[str], runs: dict, label) -> None:
                  and all(isinstance(v, float) for v in entry[1:]))
         rows.append({"run": label(key), "median ε": _eps_text(entry[1]) if fresh else "—",
                      "never flipped": f"{entry[2]:.0%}" if fresh else "—"})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(arrow_table(pd.DataFrame(rows)), hide_index=True, width="stretch",
                  key="compare_robust_table")
 
 

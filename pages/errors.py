@@ -15,7 +15,7 @@ from core.evaluation import cell_indices, per_class_metrics
 from core.wording import plural
 from pages import handoff
 from pages.common import data_and_models, load_choice, mnist, show_error
-from pages.widgets import CELL, DIGIT, confusion_spec, gallery_spec
+from pages.widgets import CELL, DIGIT, arrow_table, confusion_spec, gallery_spec
 
 BASELINE_KEY = "baseline:logreg"
 GALLERY_MAX = 24
@@ -178,7 +178,7 @@ with right:
                           "recall": metrics["recall"], "F1": metrics["f1"],
                           "images": metrics["support"]})
     st.markdown("**Per class**")
-    st.dataframe(table, key="err_table", hide_index=True, width="stretch",
+    st.dataframe(arrow_table(table), key="err_table", hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.4f")
                                 for c in ("precision", "recall", "F1")})
     st.caption("Precision: of the images predicted as the class, the share that are it. "

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -33,6 +36,42 @@ def frame_key(frame: pd.DataFrame) -> str:
     (True, False)
     """
     return hashlib.sha1(pickle.dumps(frame, protocol=5)).hexdigest()
+
+
+ARROW_KEPT = 256                    # tables kept by arrow_table, the newest first
+_arrow_tables: OrderedDict[str, Any] = OrderedDict()
+_arrow_lock = threading.Lock()
+
+
+def arrow_table(frame: pd.DataFrame) -> Any:
+    """``frame`` as a pyarrow Table for ``st.dataframe``, converted once per content
+    (:func:`frame_key`; the newest :data:`ARROW_KEPT` are kept). Given a pandas frame,
+    Streamlit converts it at every view through pandas' column access: about 1.2 ms for
+    a layer table on a quiet server, and under a class's load the conversions were a
+    third of the Compare page's time holding the interpreter lock (py-spy --gil); a
+    Table it only serialises. A frame Arrow cannot take as it is comes back unchanged,
+    for Streamlit's own fallback.
+
+    >>> table = arrow_table(pd.DataFrame({"layer": ["conv"], "params": [320]}))
+    >>> table.column_names, table.num_rows, arrow_table(pd.DataFrame({"a": [1]})) is not table
+    (['layer', 'params'], 1, True)
+    """
+    import pyarrow as pa  # noqa: PLC0415
+
+    key = frame_key(frame)
+    with _arrow_lock:
+        if key in _arrow_tables:
+            _arrow_tables.move_to_end(key)
+            return _arrow_tables[key]
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, OverflowError):
+        return frame
+    with _arrow_lock:
+        _arrow_tables[key] = table
+        while len(_arrow_tables) > ARROW_KEPT:
+            _arrow_tables.popitem(last=False)
+    return table
 
 
 def arrow_datasets(spec: dict) -> dict:
@@ -212,7 +251,8 @@ def show_layer_table(table: pd.DataFrame, key: str) -> None:
               for c in _COUNTS if c in table}
     # wide enough for "BatchNormalization" and "GlobalAveragePooling2D" in full
     config["type"] = st.column_config.TextColumn(width="medium")
-    st.dataframe(table, hide_index=True, width="stretch", key=key, column_config=config)
+    st.dataframe(arrow_table(table), hide_index=True, width="stretch", key=key,
+                 column_config=config)
 
 
 # -- images ------------------------------------------------------------------------------

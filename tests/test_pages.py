@@ -178,6 +178,41 @@ def test_no_cached_chart_hashes_a_dataframe():
     assert not hashed, hashed
 
 
+def test_tables_are_converted_to_arrow_once_per_content():
+    """Streamlit converts a pandas frame given to st.dataframe at every view (about a
+    third of Compare's time holding the interpreter lock under a class's load): the
+    pages give it an Arrow table made once per content (pages.widgets.arrow_table)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from pages import widgets
+
+    frame = pd.DataFrame({"layer": ["conv", "dense"], "params": [320, 1_290]})
+    table = widgets.arrow_table(frame)
+    assert isinstance(table, pa.Table) and table.to_pandas().equals(frame)
+    assert widgets.arrow_table(frame.copy()) is table                 # converted once
+    assert widgets.arrow_table(frame.assign(params=[1, 2])) is not table
+    mixed = pd.DataFrame({"x": [1, "a"]})                  # Arrow cannot take it as it is
+    assert widgets.arrow_table(mixed) is mixed
+    for i in range(widgets.ARROW_KEPT + 5):
+        widgets.arrow_table(pd.DataFrame({"i": [i]}))
+    assert len(widgets._arrow_tables) == widgets.ARROW_KEPT
+
+
+def test_the_load_bench_pages_tables_go_to_streamlit_as_arrow():
+    import ast
+    from pathlib import Path
+
+    given_frames = []
+    for name in ("widgets", "compare", "compare_robustness", "errors"):
+        path = Path("pages") / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("dataframe") \
+                    and not ast.unparse(node.args[0]).startswith("arrow_table("):
+                given_frames.append(f"{path.name}:{node.lineno}")
+    assert not given_frames, given_frames
+
+
 def test_snapshot_pictures_are_the_drawn_images_as_png_urls():
     import base64
     import io
