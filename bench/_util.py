@@ -38,11 +38,12 @@ def free_port() -> int:
 
 
 def start_app(env_extra: dict | None = None, port: int | None = None,
-              log_path: Path | None = None):
+              log_path: Path | None = None, root: Path | None = None):
     """``streamlit run app.py`` on a free loopback port; returns (process, base URL).
 
     Used by the bench scripts and by the real-browser test. Output goes to ``log_path``
-    (or nowhere); ``LAYERLAB_HOME`` defaults to a fresh temporary folder.
+    (or nowhere); ``LAYERLAB_HOME`` defaults to a fresh temporary folder; ``root`` is the
+    checkout to run (default: this one).
     """
     import subprocess
     import tempfile
@@ -52,10 +53,10 @@ def start_app(env_extra: dict | None = None, port: int | None = None,
     env.setdefault("LAYERLAB_HOME", tempfile.mkdtemp(prefix="layerlab-"))
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+        [sys.executable, "-m", "streamlit", "run", str((root or ROOT) / "app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        cwd=root or ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     if log_path:
         out.close()                       # the child keeps its own handle
     return proc, f"http://127.0.0.1:{port}"

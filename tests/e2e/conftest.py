@@ -48,6 +48,7 @@ class Server:
 
     url: str
     log: Path
+    pid: int = 0
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -68,7 +69,7 @@ def _start(tmp_path_factory) -> tuple:
         stop_app(proc)
         pytest.fail(f"streamlit did not start ({err}):\n"
                     + log.read_text(errors="replace")[-3000:])
-    return proc, Server(url, log)
+    return proc, Server(url, log, proc.pid)
 
 
 @pytest.fixture(scope="session")

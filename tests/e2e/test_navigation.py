@@ -60,3 +60,15 @@ def test_sidebar_lists_every_page_and_opens_one(server, page):
     bar.get_by_role("link", name="Models", exact=True).click()
     expect(page.locator("h1", has_text="Models")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/models\?ws=\w+$"))
+
+
+def test_the_server_runs_its_event_loop_on_uvloop(server, page):
+    """Streamlit serves on uvloop where it is installed (requirements.txt). Every message
+    a page view sends wakes the server's event loop, and asyncio's own loop wrote a byte
+    to a socket for each, under the interpreter lock (bench/page_cost_bench.py measures
+    the difference)."""
+    from pathlib import Path
+
+    open_app(page, server.url, "Layer Lab")
+    maps = Path(f"/proc/{server.pid}/maps").read_text(encoding="utf-8")
+    assert "uvloop" in maps, "the server did not load uvloop: pip install uvloop"
