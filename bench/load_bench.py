@@ -95,8 +95,9 @@ async def trainer(browser, url: str):
     await page.goto(url + "/train", wait_until="domcontentloaded", timeout=300_000)
     await page.locator("h1", has_text="Train").first.wait_for(timeout=300_000)
     slider = page.locator(TRAIN_EPOCHS_KEY).get_by_role("slider")
-    # The slider's own value, not its "30" end label (always shown): once, a key press
-    # that missed the slider started the first preset's recipe instead (10 epochs).
+    # The slider's own value, not its "30" end label (always shown): once a run trained
+    # the first preset's recipe instead (10 epochs), probably after a key press that
+    # missed the slider.
     for _ in range(20):
         await slider.focus()
         await slider.press("End")
