@@ -53,6 +53,8 @@ from playwright.async_api import async_playwright
 
 from pages.self_visit import connect, request_page  # the app's own client (one owner)
 
+# the url paths a websocket session asks for in each round ("" is Home)
+ROUND = ("models", "builder", "compare", "challenge", "draw", "errors", "")
 PAGES = [("Models", "Models"), ("Builder", "Builder"), ("Compare", "Compare"),
          ("Challenge", "Parameter-budget challenge"), ("Home", "Layer Lab")]
 
@@ -266,7 +268,7 @@ async def ws_student(url: str, rounds: int, times: list, errors: list) -> None:
 
     await request("")
     for rnd in range(rounds):
-        for path in ("models", "builder", "compare", "challenge", "draw", "errors", ""):
+        for path in ROUND:
             t0 = time.perf_counter()
             try:
                 await request(pages[path])

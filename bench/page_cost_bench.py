@@ -24,9 +24,9 @@ from pathlib import Path
 
 import _util
 
+from load_bench import ROUND as PATHS  # the pages a load bench session goes through
 from pages.self_visit import connect, request_page  # the app's own client (one owner)
 
-PATHS = ("models", "builder", "compare", "challenge", "draw", "errors", "")   # load bench's
 QUIET = {"LAYERLAB_WARM_UP_PAGES": "0", "LAYERLAB_WARM_UP_MAPS": "0",
          "LAYERLAB_WARM_UP_ERRORS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
 

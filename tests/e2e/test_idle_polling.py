@@ -13,19 +13,21 @@ HEARTBEAT_S = 30          # pages/common.py: a session's workspace heartbeat
 LIVE_BOARD = "challenge"  # the leaderboard's standings refresh by design (every 5 s)
 
 
-async def fragment_reruns(url: str) -> tuple[dict[str, list[float]], list[str]]:
-    """Each page's self-rerun intervals (under the heartbeat's), visited in one session."""
+async def fragment_reruns(url: str, query: str = "") -> tuple[dict[str, list[float]],
+                                                               list[str]]:
+    """Each page's self-rerun intervals (under the heartbeat's), visited in one session
+    (``query``: the link's, e.g. ``ws=…`` to open a workspace)."""
     from pages.self_visit import connect, request_page
 
     conn = await connect(url.replace("http", "ws", 1) + "/_stcore/stream")
     pages: dict[str, str] = {}
     errors: list[str] = []
     try:
-        await request_page(conn, "", pages, errors)
+        await request_page(conn, "", pages, errors, query=query)
         polling = {}
         for path, page_hash in list(pages.items()):
             reruns: list[float] = []
-            await request_page(conn, page_hash, pages, errors, reruns)
+            await request_page(conn, page_hash, pages, errors, reruns, query=query)
             polling[path or "home"] = [r for r in reruns if r < HEARTBEAT_S]
     finally:
         await conn.close()
